@@ -1,0 +1,151 @@
+//! mixd: MIX channels with a MUC mirror, served to any XMPP server as an external component.
+//!
+//! The binary's shell: configuration, component links, the router and the admin HTTP API. The
+//! protocol lives in the workspace's library crates (ARCHITECTURE.md).
+
+pub mod admin;
+pub mod config;
+pub mod link;
+pub mod router;
+pub mod xmlstream;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::link::{Link, LinkSpec};
+use crate::router::{Arrival, Face, Router};
+
+/// How long shutdown may take in all before the remaining tasks are abandoned.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1800);
+
+/// Run mixd until `shutdown` completes: open the store, bring up both component links, route,
+/// serve the admin API; then stop reading, finish in-flight work, close the streams.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let store = mam_store::Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
+    tracing::info!(backend = store.backend(), "database ready");
+
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+        .ok();
+
+    let domains = mix_service::Domains {
+        mix: config.mix.domain.parse().context("mix.domain")?,
+        muc: config.muc.domain.parse().context("muc.domain")?,
+    };
+    let spec = |d: &config::Domain| LinkSpec {
+        server: config.server.clone(),
+        domain: d.domain.clone(),
+        secret: d.secret.clone(),
+        max_stanza_bytes: config.max_stanza_bytes,
+        reconnect_max: config.reconnect_max,
+    };
+    let (mix_link, mix_out) = Link::new(spec(&config.mix), config.outbound_queue);
+    let (muc_link, muc_out) = Link::new(spec(&config.muc), config.outbound_queue);
+    let token = CancellationToken::new();
+
+    let admin_state = admin::AdminState {
+        links: vec![
+            (config.mix.domain.clone(), mix_link.status.clone()),
+            (config.muc.domain.clone(), muc_link.status.clone()),
+        ],
+        store: store.clone(),
+        metrics,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = config.http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the admin HTTP API to {addr}"))?;
+        tracing::info!(%addr, "admin HTTP API listening");
+        let app = admin::admin_router(admin_state);
+        let t = token.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { t.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin HTTP API failed");
+            }
+        });
+    }
+
+    let (tx, rx) = mpsc::channel::<Arrival>(1024);
+    for (face, link) in [(Face::Mix, mix_link), (Face::Muc, muc_link)] {
+        let (ltx, mut lrx) = mpsc::channel(256);
+        let tx = tx.clone();
+        // Tag each link's stanzas with the face of the link that carried them.
+        tasks.spawn(async move {
+            while let Some(inbound) = lrx.recv().await {
+                if tx
+                    .send(Arrival {
+                        link: face,
+                        inbound,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        tasks.spawn(link.run(ltx, token.clone()));
+    }
+    drop(tx);
+    let router = Router {
+        domains,
+        store: store.clone(),
+        mix_out,
+        muc_out,
+        max_stanza_bytes: config.max_stanza_bytes,
+    };
+    tasks.spawn(router.run(rx, token.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    token.cancel();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some tasks did not finish in time");
+        tasks.abort_all();
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}
