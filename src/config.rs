@@ -428,7 +428,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (
                 "[mix]\ndomain='mix.x'\n[muc]\ndomain='muc.x'\n",
                 &[],

@@ -3,7 +3,7 @@
 //! run in parallel.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -228,10 +228,6 @@ impl Mixd {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -164,27 +164,35 @@ fn unreachable_server_is_retried_until_it_appears() {
         "still running"
     );
     // The same port now gets a server: mixd attaches without being restarted.
-    let server = ServerOnPort::start(port);
+    let _server = server_on_port(port);
     mixd.wait_healthy(Duration::from_secs(10));
-    drop(server);
 }
 
 /// A Prosody whose component port is chosen by the test.
-struct ServerOnPort(Server);
+fn server_on_port(component_port: u16) -> Server {
+    let dir = tempfile::Builder::new()
+        .prefix("prosody-")
+        .tempdir()
+        .expect("tmp");
+    let s = Server {
+        kind: ServerKind::Prosody,
+        dir,
+        c2s_port: free_port(),
+        component_port,
+    };
+    s.script("start");
+    s
+}
 
-impl ServerOnPort {
-    fn start(component_port: u16) -> ServerOnPort {
-        let dir = tempfile::Builder::new()
-            .prefix("prosody-")
-            .tempdir()
-            .expect("tmp");
-        let s = Server {
-            kind: ServerKind::Prosody,
-            dir,
-            c2s_port: free_port(),
-            component_port,
-        };
-        s.script("start");
-        ServerOnPort(s)
-    }
+#[test]
+fn attaches_to_ejabberd_and_stops_cleanly() {
+    let server = Server::start(ServerKind::Ejabberd);
+    let mut mixd = Mixd::start(&server.component_addr(), &[]);
+    mixd.wait_healthy(Duration::from_secs(20));
+    mixd.signal("TERM");
+    assert_eq!(
+        mixd.wait_exit(Duration::from_secs(2))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
 }
