@@ -8,7 +8,7 @@ use jid::Jid;
 use minidom::Element;
 use mix_service::Domains;
 use mix_service::request::{ServiceAnswer, service_iq};
-use mix_service::stanza::{error, error_reply, is_error};
+use mix_service::stanza::{deserves_answer, error, error_reply};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
@@ -90,8 +90,10 @@ impl Router {
     }
 
     async fn stanza(&self, link: Face, st: Element) {
-        if is_error(&st) {
-            // RFC 6120 §8.3.1: never answer an error.
+        if !deserves_answer(&st) {
+            // Results, errors, headlines and presence other than available presence: nothing the
+            // service entity or a channel does with them yet, and none may be answered with an
+            // error (RFC 6120 §8.2.3, §8.3.1).
             return;
         }
         let kind = st.name();
@@ -183,9 +185,6 @@ impl Router {
     }
 
     async fn to_channel(&self, face: Face, name: &str, st: &Element) {
-        if st.name() == "presence" && st.attr("type") == Some("unavailable") {
-            return;
-        }
         let exists = match self.timed(self.store.channel(name)).await {
             Ok(c) => c.is_some(),
             Err(e) => {
@@ -198,9 +197,6 @@ impl Router {
                     .await;
             }
         };
-        if st.name() == "iq" && matches!(st.attr("type"), Some("result")) {
-            return;
-        }
         let err = if !exists {
             let what = match face {
                 Face::Mix => "no such channel",

@@ -9,11 +9,6 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 pub use xmpp_parsers::ns::DEFAULT_NS as NS_STANZA;
 
-/// The `type` attribute says this stanza is itself an error.
-pub fn is_error(stanza: &Element) -> bool {
-    stanza.attr("type") == Some("error")
-}
-
 /// A stanza error with English text.
 pub fn error(type_: ErrorType, condition: DefinedCondition, text: &str) -> StanzaError {
     if text.is_empty() {
@@ -29,12 +24,29 @@ pub fn error(type_: ErrorType, condition: DefinedCondition, text: &str) -> Stanz
     }
 }
 
-/// The error reply to `stanza`, or None if `stanza` is an error itself or has no sender.
+/// Whether `stanza` may be answered with an error at all.
+///
+/// RFC 6120 §8.2.3: IQ results and errors are never answered. §8.3.1: an error is never answered
+/// with an error. RFC 6121 §8.5.2.1.1: headline messages are not bounced. Presence other than
+/// available presence (unavailable, probes, subscriptions) gets no error either.
+pub fn deserves_answer(stanza: &Element) -> bool {
+    let ty = stanza.attr("type");
+    match stanza.name() {
+        // An IQ of unknown type is a malformed request, answered with bad-request.
+        "iq" => !matches!(ty, Some("result") | Some("error")),
+        "message" => !matches!(ty, Some("error") | Some("headline")),
+        "presence" => ty.is_none(),
+        _ => false,
+    }
+}
+
+/// The error reply to `stanza`, or None if it gets no answer ([`deserves_answer`]) or has no
+/// sender.
 ///
 /// The reply carries no copy of the original payload: RFC 6120 §8.3.1 allows that, and it keeps
 /// an oversized or hostile payload from being echoed.
 pub fn error_reply(stanza: &Element, err: StanzaError) -> Option<Element> {
-    if is_error(stanza) {
+    if !deserves_answer(stanza) {
         return None;
     }
     let from = stanza.attr("from")?;
@@ -116,6 +128,26 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn results_headlines_and_unavailable_presence_are_never_answered() {
+        let e = || error(ErrorType::Modify, DefinedCondition::PolicyViolation, "");
+        for xml in [
+            "<iq xmlns='jabber:component:accept' type='result' id='1' from='a@b/c' to='m'/>",
+            "<message xmlns='jabber:component:accept' type='headline' from='a@b/c' to='m'/>",
+            "<presence xmlns='jabber:component:accept' type='unavailable' from='a@b/c' to='m'/>",
+            "<presence xmlns='jabber:component:accept' type='probe' from='a@b/c' to='m'/>",
+        ] {
+            assert!(error_reply(&parse(xml), e()).is_none(), "{xml}");
+        }
+        for xml in [
+            "<iq xmlns='jabber:component:accept' type='set' id='1' from='a@b/c' to='m'/>",
+            "<message xmlns='jabber:component:accept' from='a@b/c' to='m'/>",
+            "<presence xmlns='jabber:component:accept' from='a@b/c' to='m'/>",
+        ] {
+            assert!(error_reply(&parse(xml), e()).is_some(), "{xml}");
+        }
     }
 
     #[test]
