@@ -40,6 +40,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(kind: ServerKind) -> Server {
+        Server::start_on(kind, free_port())
+    }
+
+    /// A server whose component port is chosen by the test.
+    pub fn start_on(kind: ServerKind, component_port: u16) -> Server {
         let dir = tempfile::Builder::new()
             .prefix(match kind {
                 ServerKind::Prosody => "prosody-",
@@ -51,7 +56,7 @@ impl Server {
             kind,
             dir,
             c2s_port: free_port(),
-            component_port: free_port(),
+            component_port,
         };
         s.script("start");
         s

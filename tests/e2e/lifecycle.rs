@@ -164,24 +164,8 @@ fn unreachable_server_is_retried_until_it_appears() {
         "still running"
     );
     // The same port now gets a server: mixd attaches without being restarted.
-    let _server = server_on_port(port);
+    let _server = Server::start_on(ServerKind::Prosody, port);
     mixd.wait_healthy(Duration::from_secs(10));
-}
-
-/// A Prosody whose component port is chosen by the test.
-fn server_on_port(component_port: u16) -> Server {
-    let dir = tempfile::Builder::new()
-        .prefix("prosody-")
-        .tempdir()
-        .expect("tmp");
-    let s = Server {
-        kind: ServerKind::Prosody,
-        dir,
-        c2s_port: free_port(),
-        component_port,
-    };
-    s.script("start");
-    s
 }
 
 #[test]
