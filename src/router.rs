@@ -77,6 +77,7 @@ impl Router {
                     self.max_stanza_bytes
                 );
                 self.reply_error(
+                    a.link,
                     &head,
                     error(ErrorType::Modify, DefinedCondition::PolicyViolation, &text),
                 )
@@ -111,6 +112,7 @@ impl Router {
         }
         let Some(to) = st.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
             self.reply_error(
+                link,
                 &st,
                 error(
                     ErrorType::Modify,
@@ -146,6 +148,7 @@ impl Router {
             // Messages to the service itself carry no meaning; presence is not answered.
             if st.name() == "message" {
                 self.reply_error(
+                    face,
                     st,
                     error(ErrorType::Cancel, DefinedCondition::ServiceUnavailable, ""),
                 )
@@ -160,7 +163,7 @@ impl Router {
         });
         match answer {
             None => {}
-            Some(ServiceAnswer::Reply(r)) => self.send(&r).await,
+            Some(ServiceAnswer::Reply(r)) => self.send(face, &r).await,
             Some(ServiceAnswer::ListChannels(req)) => {
                 match self.timed(self.store.channels_page(&req)).await {
                     Ok(page) => {
@@ -168,12 +171,13 @@ impl Router {
                             Face::Mix => &self.domains.mix,
                             Face::Muc => &self.domains.muc,
                         };
-                        self.send(&mix_service::disco::items_reply(st, domain, &page))
+                        self.send(face, &mix_service::disco::items_reply(st, domain, &page))
                             .await;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "listing channels failed");
                         self.reply_error(
+                            face,
                             st,
                             error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
                         )
@@ -191,6 +195,7 @@ impl Router {
                 tracing::error!(error = %e, "reading a channel failed");
                 return self
                     .reply_error(
+                        face,
                         st,
                         error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
                     )
@@ -211,7 +216,7 @@ impl Router {
                 "channel protocol not available yet",
             )
         };
-        self.reply_error(st, err).await;
+        self.reply_error(face, st, err).await;
     }
 
     async fn timed<T>(&self, f: impl Future<Output = T>) -> T {
@@ -221,25 +226,19 @@ impl Router {
         r
     }
 
-    async fn reply_error(&self, st: &Element, err: StanzaError) {
+    async fn reply_error(&self, face: Face, st: &Element, err: StanzaError) {
         let condition = format!("{:?}", err.defined_condition);
         if let Some(reply) = error_reply(st, err) {
             metrics::counter!("mixd_errors_sent_total", "condition" => condition).increment(1);
-            self.send(&reply).await;
+            self.send(face, &reply).await;
         }
     }
 
-    /// Send through the link of the domain the stanza comes from.
-    async fn send(&self, st: &Element) {
-        let from_domain = st
-            .attr("from")
-            .and_then(|f| f.parse::<Jid>().ok())
-            .map(|j| j.domain().to_owned());
-        let (out, face) = match from_domain {
-            Some(d) if d.as_str() == self.domains.muc.domain().as_str() => {
-                (&self.muc_out, Face::Muc)
-            }
-            _ => (&self.mix_out, Face::Mix),
+    /// Send through the link of `face`: a component sends only from its own domain.
+    async fn send(&self, face: Face, st: &Element) {
+        let out = match face {
+            Face::Mix => &self.mix_out,
+            Face::Muc => &self.muc_out,
         };
         metrics::counter!("mixd_stanzas_out_total", "domain" => face.label(), "kind" => st.name().to_owned())
             .increment(1);
