@@ -1,4 +1,4 @@
-//! mixd's database: channel state and (in later issues) the archive, on SQLite or PostgreSQL.
+//! mixd's database: channel state and the archive, on SQLite or PostgreSQL.
 //!
 //! One [`Store`] type over two pools. The SQL is portable (the same `$N` placeholders run on both
 //! backends); each backend has its own migration folder, applied at start-up. SQLite runs in WAL
@@ -13,9 +13,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+mod archive;
 mod channels;
+mod state;
 
+pub use archive::{ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveRow};
 pub use channels::{ChannelPage, ChannelRecord, NewChannel, PageRequest};
+pub use state::{ChannelState, ParticipantRow, Write};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("a channel named `{0}` already exists")]
     Exists(String),
+    #[error("a write conflicts with stored data: {0}")]
+    Conflict(String),
+    #[error("no archived stanza has the id `{0}`")]
+    UnknownId(String),
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
 }
 
 /// The connection pool of one backend.
@@ -129,7 +139,7 @@ pub(crate) mod testdb {
         let dir = tempfile::tempdir().expect("tempdir");
         if let Ok(url) = std::env::var("MIXD_TEST_PG_URL") {
             let store = Store::open(&url).await.expect("open pg");
-            on_pool!(store, p => sqlx::query("TRUNCATE channels").execute(p).await.map(|_| ()))
+            on_pool!(store, p => sqlx::query("TRUNCATE channels, pubsub_nodes, pubsub_items, pubsub_subscriptions, pubsub_affiliations, mix_participants, mix_registered_nicks, archive").execute(p).await.map(|_| ()))
                 .expect("truncate");
             return (store, dir);
         }

@@ -1,0 +1,419 @@
+//! Channel state: pubsub nodes (as pubsub-core's changes, applied), MIX participants, and the
+//! atomic commit that writes a batch of them together with archive appends.
+
+use pubsub_core::{Affiliation, Change, NodeConfig};
+
+use crate::archive::ArchiveRecord;
+use crate::{ChannelRecord, NewChannel, Store, StoreError, on_pool};
+
+/// A MIX participant as stored: the id stays after leaving (XEP-0369 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantRow {
+    pub jid: String,
+    pub participant_id: String,
+    pub active: bool,
+    /// Full JIDs the user joined from directly (no XEP-0405 server in between).
+    pub direct_jids: Vec<String>,
+}
+
+/// One write of a batch.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Create the channel row (fails the batch with `Exists` if the name is taken).
+    CreateChannel { channel: NewChannel, now_us: i64 },
+    /// Remove the channel, its state and its archive.
+    DestroyChannel { channel: String },
+    /// A pubsub state change of a channel's node.
+    Pubsub { channel: String, change: Change },
+    /// Insert or replace a participant row.
+    Participant {
+        channel: String,
+        row: ParticipantRow,
+    },
+    /// Append to the archive.
+    Archive(ArchiveRecord),
+    /// Replace an archived message by a tombstone (the body is gone from storage).
+    Tombstone {
+        channel: String,
+        id: String,
+        stanza: String,
+    },
+    /// Register (or with `nick: None`, release) a service-wide nick.
+    RegisterNick { jid: String, nick: Option<String> },
+}
+
+/// A channel's state as loaded.
+#[derive(Debug, Clone)]
+pub struct ChannelState {
+    pub record: ChannelRecord,
+    /// Replaying these through `pubsub_core::Service::restore` rebuilds the nodes.
+    pub pubsub: Vec<Change>,
+    pub participants: Vec<ParticipantRow>,
+}
+
+type ItemRow = (String, String, String, Option<String>);
+
+impl Store {
+    /// Everything about one channel, or None if it does not exist.
+    pub async fn load_channel(&self, name: &str) -> Result<Option<ChannelState>, StoreError> {
+        let Some(record) = self.channel(name).await? else {
+            return Ok(None);
+        };
+        let nodes: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT node, config FROM pubsub_nodes WHERE channel = $1 ORDER BY node")
+            .bind(name).fetch_all(p).await)?;
+        let items: Vec<ItemRow> = on_pool!(self, p => sqlx::query_as(
+            "SELECT node, item_id, payload, publisher FROM pubsub_items WHERE channel = $1 \
+             ORDER BY node, position")
+            .bind(name).fetch_all(p).await)?;
+        let subs: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT node, jid FROM pubsub_subscriptions WHERE channel = $1")
+            .bind(name).fetch_all(p).await)?;
+        let affs: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT node, jid, affiliation FROM pubsub_affiliations WHERE channel = $1")
+            .bind(name).fetch_all(p).await)?;
+        let parts: Vec<(String, String, bool, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT jid, participant_id, active, direct_jids FROM mix_participants \
+             WHERE channel = $1 ORDER BY jid")
+            .bind(name).fetch_all(p).await)?;
+
+        let mut pubsub = Vec::new();
+        for (node, config) in nodes {
+            let config: NodeConfig = serde_json::from_str(&config)
+                .map_err(|e| StoreError::Corrupt(format!("node {node} config: {e}")))?;
+            pubsub.push(Change::NodeCreated { node, config });
+        }
+        for (node, id, payload, publisher) in items {
+            pubsub.push(Change::ItemPublished {
+                node,
+                item: pubsub_core::Item {
+                    id,
+                    payload,
+                    publisher,
+                },
+            });
+        }
+        for (node, jid) in subs {
+            pubsub.push(Change::Subscribed { node, jid });
+        }
+        for (node, jid, a) in affs {
+            let affiliation: Affiliation = serde_json::from_value(serde_json::Value::String(a))
+                .map_err(|e| StoreError::Corrupt(format!("affiliation on {node}: {e}")))?;
+            pubsub.push(Change::AffiliationSet {
+                node,
+                jid,
+                affiliation,
+            });
+        }
+        let mut participants = Vec::with_capacity(parts.len());
+        for (jid, participant_id, active, direct) in parts {
+            let direct_jids = serde_json::from_str(&direct)
+                .map_err(|e| StoreError::Corrupt(format!("participant {jid}: {e}")))?;
+            participants.push(ParticipantRow {
+                jid,
+                participant_id,
+                active,
+                direct_jids,
+            });
+        }
+        Ok(Some(ChannelState {
+            record,
+            pubsub,
+            participants,
+        }))
+    }
+
+    /// The service-wide registered nick of `jid` (XEP-0407 §5).
+    pub async fn registered_nick(&self, jid: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT nick FROM mix_registered_nicks WHERE jid = $1")
+            .bind(jid).fetch_optional(p).await)?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Who registered `nick`, if anyone.
+    pub async fn nick_owner(&self, nick: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT jid FROM mix_registered_nicks WHERE nick = $1")
+            .bind(nick).fetch_optional(p).await)?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Apply a batch of writes in one transaction: all of them or none.
+    pub async fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let res: Result<(), sqlx::Error> = on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            for w in writes {
+                match w {
+                    Write::CreateChannel { channel, now_us } => {
+                        sqlx::query("INSERT INTO channels (name, display_name, description, public, created_at) \
+                                     VALUES ($1, $2, $3, $4, $5)")
+                            .bind(&channel.name).bind(&channel.display_name)
+                            .bind(&channel.description).bind(channel.public).bind(*now_us)
+                            .execute(&mut *tx).await?;
+                    }
+                    Write::DestroyChannel { channel } => {
+                        for sql in [
+                            "DELETE FROM pubsub_items WHERE channel = $1",
+                            "DELETE FROM pubsub_subscriptions WHERE channel = $1",
+                            "DELETE FROM pubsub_affiliations WHERE channel = $1",
+                            "DELETE FROM pubsub_nodes WHERE channel = $1",
+                            "DELETE FROM mix_participants WHERE channel = $1",
+                            "DELETE FROM archive WHERE channel = $1",
+                            "DELETE FROM channels WHERE name = $1",
+                        ] {
+                            sqlx::query(sql).bind(channel).execute(&mut *tx).await?;
+                        }
+                    }
+                    Write::Pubsub { channel, change } => match change {
+                        Change::NodeCreated { node, config } | Change::NodeConfigured { node, config } => {
+                            let json = serde_json::to_string(config)
+                                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                            sqlx::query("INSERT INTO pubsub_nodes (channel, node, config) VALUES ($1, $2, $3) \
+                                         ON CONFLICT (channel, node) DO UPDATE SET config = excluded.config")
+                                .bind(channel).bind(node).bind(json).execute(&mut *tx).await?;
+                        }
+                        Change::NodeDeleted { node } => {
+                            for sql in [
+                                "DELETE FROM pubsub_items WHERE channel = $1 AND node = $2",
+                                "DELETE FROM pubsub_subscriptions WHERE channel = $1 AND node = $2",
+                                "DELETE FROM pubsub_affiliations WHERE channel = $1 AND node = $2",
+                                "DELETE FROM pubsub_nodes WHERE channel = $1 AND node = $2",
+                            ] {
+                                sqlx::query(sql).bind(channel).bind(node).execute(&mut *tx).await?;
+                            }
+                        }
+                        Change::ItemPublished { node, item } => {
+                            sqlx::query("INSERT INTO pubsub_items (channel, node, item_id, position, payload, publisher) \
+                                         VALUES ($1, $2, $3, (SELECT COALESCE(MAX(position), 0) + 1 FROM pubsub_items \
+                                         WHERE channel = $1 AND node = $2), $4, $5) \
+                                         ON CONFLICT (channel, node, item_id) DO UPDATE SET \
+                                         position = excluded.position, payload = excluded.payload, \
+                                         publisher = excluded.publisher")
+                                .bind(channel).bind(node).bind(&item.id).bind(&item.payload)
+                                .bind(&item.publisher).execute(&mut *tx).await?;
+                        }
+                        Change::ItemRetracted { node, id } => {
+                            sqlx::query("DELETE FROM pubsub_items WHERE channel = $1 AND node = $2 AND item_id = $3")
+                                .bind(channel).bind(node).bind(id).execute(&mut *tx).await?;
+                        }
+                        Change::NodePurged { node } => {
+                            sqlx::query("DELETE FROM pubsub_items WHERE channel = $1 AND node = $2")
+                                .bind(channel).bind(node).execute(&mut *tx).await?;
+                        }
+                        Change::Subscribed { node, jid } => {
+                            sqlx::query("INSERT INTO pubsub_subscriptions (channel, node, jid) VALUES ($1, $2, $3) \
+                                         ON CONFLICT DO NOTHING")
+                                .bind(channel).bind(node).bind(jid).execute(&mut *tx).await?;
+                        }
+                        Change::Unsubscribed { node, jid } => {
+                            sqlx::query("DELETE FROM pubsub_subscriptions WHERE channel = $1 AND node = $2 AND jid = $3")
+                                .bind(channel).bind(node).bind(jid).execute(&mut *tx).await?;
+                        }
+                        Change::AffiliationSet { node, jid, affiliation } => {
+                            if *affiliation == Affiliation::None {
+                                sqlx::query("DELETE FROM pubsub_affiliations WHERE channel = $1 AND node = $2 AND jid = $3")
+                                    .bind(channel).bind(node).bind(jid).execute(&mut *tx).await?;
+                            } else {
+                                sqlx::query("INSERT INTO pubsub_affiliations (channel, node, jid, affiliation) \
+                                             VALUES ($1, $2, $3, $4) ON CONFLICT (channel, node, jid) \
+                                             DO UPDATE SET affiliation = excluded.affiliation")
+                                    .bind(channel).bind(node).bind(jid).bind(affiliation.as_str())
+                                    .execute(&mut *tx).await?;
+                            }
+                        }
+                    },
+                    Write::Participant { channel, row } => {
+                        let direct = serde_json::to_string(&row.direct_jids)
+                            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                        sqlx::query("INSERT INTO mix_participants (channel, jid, participant_id, active, direct_jids) \
+                                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, jid) DO UPDATE SET \
+                                     participant_id = excluded.participant_id, active = excluded.active, \
+                                     direct_jids = excluded.direct_jids")
+                            .bind(channel).bind(&row.jid).bind(&row.participant_id).bind(row.active)
+                            .bind(direct).execute(&mut *tx).await?;
+                    }
+                    Write::Archive(r) => {
+                        sqlx::query("INSERT INTO archive (channel, node, id, ts, sender, stanza, body) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                            .bind(&r.channel).bind(&r.node).bind(&r.id).bind(r.ts)
+                            .bind(&r.sender).bind(&r.stanza).bind(&r.body)
+                            .execute(&mut *tx).await?;
+                    }
+                    Write::Tombstone { channel, id, stanza } => {
+                        sqlx::query("UPDATE archive SET stanza = $3, body = NULL, retracted = TRUE \
+                                     WHERE channel = $1 AND id = $2")
+                            .bind(channel).bind(id).bind(stanza).execute(&mut *tx).await?;
+                    }
+                    Write::RegisterNick { jid, nick } => {
+                        sqlx::query("DELETE FROM mix_registered_nicks WHERE jid = $1")
+                            .bind(jid).execute(&mut *tx).await?;
+                        if let Some(nick) = nick {
+                            sqlx::query("INSERT INTO mix_registered_nicks (jid, nick) VALUES ($1, $2)")
+                                .bind(jid).bind(nick).execute(&mut *tx).await?;
+                        }
+                    }
+                }
+            }
+            tx.commit().await
+        }.await);
+        match res {
+            Ok(()) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict(e.message().to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdb;
+    use pubsub_core::{Actor, Item, Service};
+
+    #[tokio::test]
+    async fn committed_changes_load_back_into_the_same_pubsub_state() {
+        let (store, _dir) = testdb::store().await;
+        store
+            .commit(&[Write::CreateChannel {
+                channel: NewChannel::named("coven"),
+                now_us: 7,
+            }])
+            .await
+            .expect("create");
+        let mut svc = Service::new();
+        let mut changes = Vec::new();
+        let mut n = 0;
+        let mut gen_id = || {
+            n += 1;
+            format!("i{n}")
+        };
+        let cfg = NodeConfig {
+            max_items: Some(2),
+            ..NodeConfig::default()
+        };
+        changes.extend(
+            svc.create_node(Actor::service(), "info", cfg)
+                .expect("node")
+                .changes,
+        );
+        for p in ["<a/>", "<b/>", "<c/>"] {
+            changes.extend(
+                svc.publish(Actor::service(), "info", None, p.into(), &mut gen_id)
+                    .expect("publish")
+                    .changes,
+            );
+        }
+        changes.extend(
+            svc.subscribe(Actor::service(), "info", "a@x")
+                .expect("sub")
+                .changes,
+        );
+        changes.extend(
+            svc.set_affiliation(Actor::service(), "info", "o@x", Affiliation::Owner)
+                .expect("aff")
+                .changes,
+        );
+        let writes: Vec<Write> = changes
+            .into_iter()
+            .map(|change| Write::Pubsub {
+                channel: "coven".into(),
+                change,
+            })
+            .chain([Write::Participant {
+                channel: "coven".into(),
+                row: ParticipantRow {
+                    jid: "a@x".into(),
+                    participant_id: "p1".into(),
+                    active: true,
+                    direct_jids: vec!["a@x/phone".into()],
+                },
+            }])
+            .collect();
+        store.commit(&writes).await.expect("commit");
+
+        let state = store
+            .load_channel("coven")
+            .await
+            .expect("load")
+            .expect("exists");
+        let mut copy = Service::new();
+        for c in state.pubsub {
+            copy.restore(c);
+        }
+        let items: Vec<&Item> = copy.node("info").expect("node").items().collect();
+        assert_eq!(
+            items.iter().map(|i| i.payload.as_str()).collect::<Vec<_>>(),
+            ["<b/>", "<c/>"]
+        );
+        assert!(copy.node("info").expect("node").is_subscribed("a@x"));
+        assert_eq!(copy.affiliation("info", "o@x"), Affiliation::Owner);
+        assert_eq!(state.participants.len(), 1);
+        assert_eq!(state.participants[0].direct_jids, ["a@x/phone"]);
+        assert!(store.load_channel("nope").await.expect("load").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_rolls_back_the_whole_batch() {
+        let (store, _dir) = testdb::store().await;
+        let create = Write::CreateChannel {
+            channel: NewChannel::named("dup"),
+            now_us: 1,
+        };
+        store
+            .commit(std::slice::from_ref(&create))
+            .await
+            .expect("first");
+        let batch = [
+            Write::Participant {
+                channel: "dup".into(),
+                row: ParticipantRow {
+                    jid: "a@x".into(),
+                    participant_id: "p".into(),
+                    active: true,
+                    direct_jids: vec![],
+                },
+            },
+            create,
+        ];
+        assert!(matches!(
+            store.commit(&batch).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let state = store
+            .load_channel("dup")
+            .await
+            .expect("load")
+            .expect("exists");
+        assert!(
+            state.participants.is_empty(),
+            "nothing of the failed batch stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn registered_nicks_are_unique() {
+        let (store, _dir) = testdb::store().await;
+        let reg = |jid: &str, nick: &str| Write::RegisterNick {
+            jid: jid.into(),
+            nick: Some(nick.into()),
+        };
+        store.commit(&[reg("a@x", "hag")]).await.expect("register");
+        assert!(store.commit(&[reg("b@x", "hag")]).await.is_err());
+        assert_eq!(
+            store.nick_owner("hag").await.expect("q").as_deref(),
+            Some("a@x")
+        );
+        store.commit(&[reg("a@x", "crone")]).await.expect("change");
+        assert_eq!(
+            store.registered_nick("a@x").await.expect("q").as_deref(),
+            Some("crone")
+        );
+        assert!(store.nick_owner("hag").await.expect("q").is_none());
+    }
+}
