@@ -4,6 +4,7 @@
 //! protocol lives in the workspace's library crates (ARCHITECTURE.md).
 
 pub mod admin;
+pub mod channels;
 pub mod config;
 pub mod link;
 pub mod router;
@@ -99,12 +100,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tasks.spawn(link.run(ltx, token.clone()));
     }
     drop(tx);
+    let mut nicks = mix_service::channel::NickRegistry::default();
+    for (jid, nick) in store
+        .registered_nicks()
+        .await
+        .context("reading registered nicks")?
+    {
+        nicks.insert(&jid, &nick);
+    }
+    let channels = channels::Channels::new(
+        domains.mix.clone(),
+        store.clone(),
+        mix_out.clone(),
+        std::sync::Arc::new(std::sync::RwLock::new(nicks)),
+    );
     let router = Router {
         domains,
         store: store.clone(),
         mix_out,
         muc_out,
         max_stanza_bytes: config.max_stanza_bytes,
+        channels,
     };
     tasks.spawn(router.run(rx, token.clone()));
 

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
+use crate::channels::{ChannelMsg, Channels};
 use crate::link::{Inbound, Outbound};
 
 /// Which face a domain serves.
@@ -45,12 +46,14 @@ pub struct Router {
     pub mix_out: Outbound,
     pub muc_out: Outbound,
     pub max_stanza_bytes: usize,
+    /// The MIX face's live channels.
+    pub channels: Channels,
 }
 
 impl Router {
     /// Handle arrivals until shutdown; then finish what the links had already handed over, and
     /// drop the outbound handles so the links can flush and close their streams.
-    pub async fn run(self, mut rx: mpsc::Receiver<Arrival>, shutdown: CancellationToken) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Arrival>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 biased;
@@ -64,9 +67,10 @@ impl Router {
         while let Ok(a) = rx.try_recv() {
             self.handle(a).await;
         }
+        self.channels.shutdown().await;
     }
 
-    async fn handle(&self, a: Arrival) {
+    async fn handle(&mut self, a: Arrival) {
         match a.inbound {
             Inbound::Oversized { head, bytes } => {
                 count_in(a.link, &head);
@@ -90,11 +94,13 @@ impl Router {
         }
     }
 
-    async fn stanza(&self, link: Face, st: Element) {
-        if !deserves_answer(&st) {
-            // Results, errors, headlines and presence other than available presence: nothing the
-            // service entity or a channel does with them yet, and none may be answered with an
-            // error (RFC 6120 §8.2.3, §8.3.1).
+    async fn stanza(&mut self, link: Face, st: Element) {
+        // Errors and IQ results: nothing here asked for them (no IQ relay yet), and none may be
+        // answered (RFC 6120 §8.3.1). Other presence types and headlines still matter to
+        // channels (XEP-0403 unavailable presence), so the service and channels filter further.
+        if matches!(st.attr("type"), Some("error"))
+            || (st.name() == "iq" && st.attr("type") == Some("result"))
+        {
             return;
         }
         let kind = st.name();
@@ -138,12 +144,28 @@ impl Router {
             metrics::counter!("mixd_misrouted_total", "link" => link.label()).increment(1);
         }
         match to.node() {
-            None => self.to_service(face, &st).await,
-            Some(node) => self.to_channel(face, node.as_str(), &st).await,
+            None if deserves_answer(&st) => self.for_service(face, &st).await,
+            None => {}
+            Some(node) => {
+                // XEP-0403 §3.1: `ID#channel` addresses a participant's client in a channel.
+                let node = node.as_str();
+                let name = node
+                    .rsplit_once('#')
+                    .map(|(_, c)| c)
+                    .unwrap_or(node)
+                    .to_owned();
+                self.for_channel(face, &name, st).await
+            }
         }
     }
 
-    async fn to_service(&self, face: Face, st: &Element) {
+    async fn for_service(&mut self, face: Face, st: &Element) {
+        if face == Face::Mix
+            && st.name() == "iq"
+            && let Some(op) = mix_service::service::service_op(st)
+        {
+            return self.mix_service_op(st, op).await;
+        }
         if st.name() != "iq" {
             // Messages to the service itself carry no meaning; presence is not answered.
             if st.name() == "message" {
@@ -188,7 +210,138 @@ impl Router {
         }
     }
 
-    async fn to_channel(&self, face: Face, name: &str, st: &Element) {
+    /// XEP-0369 §7.3 create/destroy and XEP-0407 §5 nick registration on the MIX service.
+    async fn mix_service_op(
+        &mut self,
+        st: &Element,
+        op: Result<mix_service::service::ServiceOp, StanzaError>,
+    ) {
+        use mix_service::service::{ServiceOp, create_result, register_result};
+        let op = match op {
+            Ok(op) => op,
+            Err(e) => return self.reply_error(Face::Mix, st, e).await,
+        };
+        let Some(from) = st.attr("from").and_then(|f| f.parse::<Jid>().ok()) else {
+            return;
+        };
+        let bare = from.to_bare().to_string();
+        match op {
+            ServiceOp::Create(name) => {
+                // An ad-hoc channel (§7.3.3) gets a name nobody can guess; it is not listed.
+                let public = name.is_some();
+                let name =
+                    name.unwrap_or_else(|| format!("adhoc-{:012x}", rand::random::<u64>() >> 16));
+                let (_, writes) = mix_service::channel::Channel::create(
+                    &name,
+                    &self.domains.mix,
+                    &bare,
+                    public,
+                    crate::channels::now_us(),
+                );
+                match self.timed(self.store.commit(&writes)).await {
+                    Ok(()) => {
+                        tracing::info!(channel = %name, owner = %bare, "channel created");
+                        self.send(Face::Mix, &create_result(st, &name)).await
+                    }
+                    Err(mam_store::StoreError::Conflict(_)) => {
+                        self.reply_error(
+                            Face::Mix,
+                            st,
+                            error(
+                                ErrorType::Cancel,
+                                DefinedCondition::Conflict,
+                                "a channel of that name exists",
+                            ),
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "creating a channel failed");
+                        self.reply_error(
+                            Face::Mix,
+                            st,
+                            error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
+                        )
+                        .await
+                    }
+                }
+            }
+            ServiceOp::Destroy(name) => {
+                self.channels
+                    .deliver(&name, ChannelMsg::Destroy(st.clone()))
+                    .await
+            }
+            ServiceOp::Register(nick) => {
+                let nick = nick.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let taken = {
+                    let reg = match self.channels.nicks.read() {
+                        Ok(r) => r,
+                        Err(p) => p.into_inner(),
+                    };
+                    reg.owner_of(&nick).is_some_and(|o| o != bare)
+                };
+                if taken {
+                    // XEP-0407 §5: a taken nick with no alternative offered is a conflict.
+                    return self
+                        .reply_error(
+                            Face::Mix,
+                            st,
+                            error(
+                                ErrorType::Cancel,
+                                DefinedCondition::Conflict,
+                                "that nick is registered to someone else",
+                            ),
+                        )
+                        .await;
+                }
+                let write = mam_store::Write::RegisterNick {
+                    jid: bare.clone(),
+                    nick: Some(nick.clone()),
+                };
+                match self
+                    .timed(self.store.commit(std::slice::from_ref(&write)))
+                    .await
+                {
+                    Ok(()) => {
+                        if let Ok(mut reg) = self.channels.nicks.write() {
+                            reg.insert(&bare, &nick);
+                        }
+                        self.send(Face::Mix, &register_result(st, &nick)).await
+                    }
+                    Err(mam_store::StoreError::Conflict(_)) => {
+                        self.reply_error(
+                            Face::Mix,
+                            st,
+                            error(
+                                ErrorType::Cancel,
+                                DefinedCondition::Conflict,
+                                "that nick is registered to someone else",
+                            ),
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "registering a nick failed");
+                        self.reply_error(
+                            Face::Mix,
+                            st,
+                            error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
+                        )
+                        .await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn for_channel(&mut self, face: Face, name: &str, st: Element) {
+        if face == Face::Mix {
+            return self.channels.deliver(name, ChannelMsg::Stanza(st)).await;
+        }
+        let st = &st;
+        if !deserves_answer(st) {
+            return;
+        }
         let exists = match self.timed(self.store.channel(name)).await {
             Ok(c) => c.is_some(),
             Err(e) => {

@@ -131,6 +131,14 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
+    /// Every registered nick, as (bare JID, nick), to build the in-memory registry at start.
+    pub async fn registered_nicks(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            on_pool!(self, p => sqlx::query_as("SELECT jid, nick FROM mix_registered_nicks")
+            .fetch_all(p).await)?,
+        )
+    }
+
     /// Who registered `nick`, if anyone.
     pub async fn nick_owner(&self, nick: &str) -> Result<Option<String>, StoreError> {
         let row: Option<(String,)> = on_pool!(self, p => sqlx::query_as(

@@ -32,10 +32,18 @@ pub fn mix_service_info(domains: &Domains) -> DiscoInfoResult {
     DiscoInfoResult {
         node: None,
         identities: vec![Identity::new("conference", "mix", "en", "Channels (MIX)")],
-        features: [NS_MIX_CORE, ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+        features: [
+            NS_MIX_CORE,
+            "urn:xmpp:mix:core:1#create-channel",
+            "urn:xmpp:mix:core:1#searchable",
+            "urn:xmpp:mix:misc:0#nick-register",
+            ns::DISCO_INFO,
+            ns::DISCO_ITEMS,
+            ns::PING,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
         extensions: vec![
             DataForm::new(
                 DataFormType::Result_,

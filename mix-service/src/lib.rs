@@ -7,9 +7,12 @@
 //! XEP-0199 ping) and the rules every request obeys (one answer per request, never an answer to
 //! an error). Channels' own protocol comes next (issue 3).
 
+pub mod channel;
 pub mod disco;
 pub mod request;
+pub mod service;
 pub mod stanza;
+pub mod xml;
 
 /// The two domains mixd serves: the same channels on both.
 #[derive(Debug, Clone, PartialEq, Eq)]

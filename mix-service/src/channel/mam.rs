@@ -1,0 +1,220 @@
+//! XEP-0313 on the channel JID (CORE-91): the query is parsed here, the shell reads the page
+//! from the archive, and [`results`] renders the result messages and the closing IQ result.
+
+use jid::Jid;
+use mam_store::{ArchivePage, ArchiveQuery};
+use minidom::Element;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use super::{Channel, Outcome, Role};
+use crate::stanza::{NS_STANZA, error, iq_result};
+use crate::xml::*;
+
+/// Page size when the client gives no `max`, and the largest it may ask for.
+pub const DEFAULT_MAX: usize = 50;
+pub const MAX_PAGE: usize = 250;
+
+/// A MAM query waiting for the archive.
+#[derive(Debug, Clone)]
+pub struct MamRequest {
+    pub iq: Element,
+    pub queryid: Option<String>,
+    pub query: ArchiveQuery,
+    /// `<flip-page/>`: the page in reverse order (XEP-0313 §5.3).
+    pub flip: bool,
+}
+
+fn bad(text: &str) -> StanzaError {
+    error(ErrorType::Modify, DefinedCondition::BadRequest, text)
+}
+
+/// The query form (XEP-0313 §4.1.4): every field is optional.
+pub fn query_form() -> Element {
+    let mut q = Element::bare("query", NS_MAM);
+    let mut x = elem("x", NS_DATA, &[("type", "form")]);
+    let mut ft = elem(
+        "field",
+        NS_DATA,
+        &[("var", "FORM_TYPE"), ("type", "hidden")],
+    );
+    ft.append_child(text_elem("value", NS_DATA, NS_MAM));
+    x.append_child(ft);
+    for (var, ty) in [
+        ("with", "jid-single"),
+        ("start", "text-single"),
+        ("end", "text-single"),
+        ("before-id", "text-single"),
+        ("after-id", "text-single"),
+    ] {
+        x.append_child(elem("field", NS_DATA, &[("var", var), ("type", ty)]));
+    }
+    q.append_child(x);
+    q
+}
+
+fn parse_query(channel: &str, q: &Element) -> Result<(ArchiveQuery, bool), StanzaError> {
+    let node = q.attr("node").unwrap_or(NODE_MESSAGES);
+    if node != NODE_MESSAGES {
+        return Err(error(
+            ErrorType::Cancel,
+            DefinedCondition::FeatureNotImplemented,
+            "only the messages node is archived so far",
+        ));
+    }
+    let mut aq = ArchiveQuery {
+        channel: channel.to_owned(),
+        node: node.to_owned(),
+        max: DEFAULT_MAX,
+        ..ArchiveQuery::default()
+    };
+    if let Some(x) = q.get_child("x", NS_DATA) {
+        for f in x.children().filter(|c| c.is("field", NS_DATA)) {
+            let value = f
+                .children()
+                .find(|v| v.is("value", NS_DATA))
+                .map(|v| v.text().trim().to_owned())
+                .unwrap_or_default();
+            let time = || parse_datetime(&value).ok_or_else(|| bad("bad dateTime"));
+            match f.attr("var").unwrap_or("") {
+                "FORM_TYPE" => {
+                    if value != NS_MAM {
+                        return Err(bad("FORM_TYPE must be urn:xmpp:mam:2"));
+                    }
+                }
+                "start" => aq.start = Some(time()?),
+                "end" => aq.end = Some(time()?),
+                "with" => {
+                    let j: Jid = value.parse().map_err(|_| bad("with is not a JID"))?;
+                    aq.with = Some(j.to_bare().to_string());
+                }
+                "after-id" => aq.after = Some(value),
+                "before-id" => {
+                    aq.before = Some(value);
+                    aq.backwards = true;
+                }
+                other => {
+                    // XEP-0313 §5.1.1: an unknown field is feature-not-implemented.
+                    return Err(error(
+                        ErrorType::Cancel,
+                        DefinedCondition::FeatureNotImplemented,
+                        &format!("unsupported field '{other}'"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(set) = q.get_child("set", NS_RSM) {
+        for c in set.children() {
+            let text = c.text();
+            match c.name() {
+                "max" => {
+                    let max: usize = text
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad("max must be a number"))?;
+                    if max > MAX_PAGE {
+                        return Err(error(
+                            ErrorType::Modify,
+                            DefinedCondition::PolicyViolation,
+                            &format!("max is limited to {MAX_PAGE}"),
+                        ));
+                    }
+                    aq.max = max;
+                }
+                "after" => aq.after = Some(text),
+                "before" => {
+                    // XEP-0059 §2.5: an empty <before/> asks for the last page.
+                    if !text.is_empty() {
+                        aq.before = Some(text);
+                    }
+                    aq.backwards = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    let flip = q.get_child("flip-page", NS_MAM).is_some();
+    Ok((aq, flip))
+}
+
+impl Channel {
+    pub(super) fn mam_query(&self, st: &Element, q: &Element, from: &Jid) -> Outcome {
+        let bare = from.to_bare().to_string();
+        // Access at query time (MAM-A-01): whoever may read the messages node now.
+        if !(self.has(&bare, self.config.messages_subscription) || self.role(&bare) >= Role::Admin)
+        {
+            return Outcome::error(
+                st,
+                error(
+                    ErrorType::Auth,
+                    DefinedCondition::Forbidden,
+                    "only participants may read this channel's archive",
+                ),
+            );
+        }
+        match parse_query(&self.name, q) {
+            Ok((query, flip)) => Outcome {
+                query: Some(MamRequest {
+                    iq: st.clone(),
+                    queryid: q.attr("queryid").map(str::to_owned),
+                    query,
+                    flip,
+                }),
+                ..Outcome::default()
+            },
+            Err(e) => Outcome::error(st, e),
+        }
+    }
+}
+
+/// The result messages (before) and the IQ result with `<fin/>` (last), XEP-0313 §4.2.
+pub fn results(req: &MamRequest, page: &ArchivePage) -> Vec<Element> {
+    let to = req.iq.attr("from").unwrap_or_default();
+    let from = req.iq.attr("to").unwrap_or_default();
+    let mut out = Vec::with_capacity(page.rows.len() + 1);
+    let rows: Vec<_> = if req.flip {
+        page.rows.iter().rev().collect()
+    } else {
+        page.rows.iter().collect()
+    };
+    for row in &rows {
+        let Some(archived) = parse(&row.stanza) else {
+            continue;
+        };
+        let mut result = elem("result", NS_MAM, &[("id", &row.id)]);
+        if let Some(q) = &req.queryid {
+            set_attr(&mut result, "queryid", q);
+        }
+        let mut fwd = Element::bare("forwarded", NS_FORWARD);
+        fwd.append_child(elem("delay", NS_DELAY, &[("stamp", &datetime(row.ts))]));
+        fwd.append_child(archived);
+        result.append_child(fwd);
+        let mut msg = elem("message", NS_STANZA, &[("to", to), ("from", from)]);
+        msg.append_child(result);
+        out.push(msg);
+    }
+    let mut fin = Element::bare("fin", NS_MAM);
+    if page.complete {
+        set_attr(&mut fin, "complete", "true");
+    }
+    let mut set = Element::bare("set", NS_RSM);
+    if let (Some(first), Some(last)) = (page.rows.first(), page.rows.last()) {
+        set.append_child(text_elem("first", NS_RSM, &first.id));
+        set.append_child(text_elem("last", NS_RSM, &last.id));
+    }
+    fin.append_child(set);
+    out.push(iq_result(&req.iq, Some(fin)));
+    out
+}
+
+/// The error for a query naming an id the archive does not hold (XEP-0313 §5.1.2).
+pub fn unknown_id(req: &MamRequest) -> Option<Element> {
+    crate::stanza::error_reply(
+        &req.iq,
+        error(
+            ErrorType::Cancel,
+            DefinedCondition::ItemNotFound,
+            "no archived message has that id",
+        ),
+    )
+}

@@ -1,0 +1,103 @@
+//! XEP-0369 §7.1.7: a participant's groupchat message, archived and reflected.
+
+use jid::Jid;
+use mam_store::{ArchiveRecord, Write};
+use minidom::Element;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::{Channel, Ctx, Outcome, Send};
+use crate::stanza::{NS_STANZA, error};
+use crate::xml::*;
+
+/// Children a sender may not forge: the channel sets them (XEP-0359 §3, XEP-0369 §7.1.7).
+fn forged(c: &Element, channel: &str) -> bool {
+    (c.is("stanza-id", NS_SID) && c.attr("by") == Some(channel))
+        || c.is("mix", NS_CORE)
+        || c.is("mix", NS_CORE0)
+        || c.is("occupant-id", "urn:xmpp:occupant-id:0")
+}
+
+impl Channel {
+    pub(super) fn message(&mut self, st: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> Outcome {
+        match st.attr("type") {
+            Some("groupchat") => {}
+            Some("error") | Some("headline") => return Outcome::default(),
+            _ => {
+                // CORE-85: only groupchat is distributed through the messages node.
+                return Outcome::error(
+                    st,
+                    error(
+                        ErrorType::Modify,
+                        DefinedCondition::BadRequest,
+                        "messages to a channel must be of type groupchat",
+                    ),
+                );
+            }
+        }
+        let bare = from.to_bare().to_string();
+        // §7.1.7 / §9: a message from anyone but a participant gets an error message back.
+        let Some(p) = self.participants.get(&bare).cloned() else {
+            return Outcome::error(
+                st,
+                error(
+                    ErrorType::Auth,
+                    DefinedCondition::Forbidden,
+                    "you are not a participant of this channel",
+                ),
+            );
+        };
+        let channel = self.jid.to_string();
+        let id = ctx.ids.archive_id(ctx.now_us);
+
+        // The stanza as the channel distributes it: from the participant's channel address,
+        // the archive id as its id (§7.1.7), <mix/> and <stanza-id/> set by the channel.
+        let mut reflected = elem(
+            "message",
+            NS_STANZA,
+            &[
+                ("from", &format!("{channel}/{}", p.id)),
+                ("type", "groupchat"),
+                ("id", &id),
+            ],
+        );
+        for c in st.children().filter(|c| !forged(c, &channel)) {
+            reflected.append_child(c.clone());
+        }
+        let mut mix = Element::bare("mix", NS_CORE);
+        if let Some(n) = &p.nick {
+            mix.append_child(text_elem("nick", NS_CORE, n));
+        }
+        if !self.is_hidden() {
+            mix.append_child(text_elem("jid", NS_CORE, &bare));
+        }
+        reflected.append_child(mix);
+        reflected.append_child(elem("stanza-id", NS_SID, &[("id", &id), ("by", &channel)]));
+
+        let body = st.children().find(|c| c.name() == "body").map(|b| b.text());
+        let archived = renamespace(&reflected, NS_STANZA, NS_CLIENT);
+        let mut out = Outcome::default();
+        out.writes.push(Write::Archive(ArchiveRecord {
+            channel: self.name.clone(),
+            node: NODE_MESSAGES.to_owned(),
+            id,
+            ts: ctx.now_us,
+            sender: bare,
+            stanza: to_string(&archived),
+            body,
+        }));
+        // §7.1.7: one copy per messages-node subscriber, the sender included.
+        let subscribers = self
+            .pubsub
+            .node(NODE_MESSAGES)
+            .map(|n| n.subscribers())
+            .unwrap_or_default();
+        let to = self.audience(&subscribers);
+        if !to.is_empty() {
+            out.sends.push(Send::Fanout {
+                stanza: reflected,
+                to,
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,140 @@
+//! XEP-0403 MIX-PRESENCE: one presence item per online client, distributed as ordinary
+//! presence from the encoded JID `ID#channel@mix/resource`, never through pubsub.
+
+use jid::Jid;
+use minidom::Element;
+
+use super::{Channel, Ctx, Outcome, Send};
+use crate::stanza::NS_STANZA;
+use crate::xml::*;
+
+/// Presence children a client may share; everything else stays with the client.
+const SHARED: [&str; 3] = ["show", "status", "priority"];
+
+impl Channel {
+    fn presence_subscribers(&self) -> Vec<String> {
+        let subs = self
+            .pubsub
+            .node(NODE_PRESENCE)
+            .map(|n| n.subscribers())
+            .unwrap_or_default();
+        self.audience(&subs)
+    }
+
+    pub(super) fn presence(&mut self, st: &Element, from: &Jid, _ctx: &mut Ctx<'_>) -> Outcome {
+        let bare = from.to_bare().to_string();
+        let ty = st.attr("type");
+        let Some(resource) = from.resource() else {
+            // XEP-0405 §6.3: available presence from the bare JID asks for the full state.
+            if ty.is_none() && self.participants.contains_key(&bare) {
+                let mut out = Outcome::default();
+                self.presence_snapshot(&[bare], &mut out);
+                return out;
+            }
+            return Outcome::default();
+        };
+        if self.pubsub.node(NODE_PRESENCE).is_none() {
+            return Outcome::default();
+        }
+        let Some(p) = self.participants.get(&bare).cloned() else {
+            // XEP-0406 'Open Presence' off: only participants register presence. Presence is
+            // never answered with an error here (subscription handshakes from rosters arrive
+            // too, PRES-12).
+            return Outcome::default();
+        };
+        let channel = self.jid.to_string();
+        // XEP-0404 §4.4: a JID-hidden channel must not leak the real resource.
+        let res = if self.is_hidden() {
+            anonymous_resource(resource.as_str())
+        } else {
+            resource.as_str().to_owned()
+        };
+        let item = format!("{}#{channel}/{res}", p.id);
+        let mut out = Outcome::default();
+        match ty {
+            None => {
+                let mut pres = elem("presence", NS_STANZA, &[("from", &item)]);
+                for c in st
+                    .children()
+                    .filter(|c| SHARED.contains(&c.name()) && c.ns() == st.ns())
+                {
+                    pres.append_child(c.clone());
+                }
+                let mut mix = Element::bare("mix", NS_PRESENCE);
+                if !self.is_hidden() {
+                    mix.append_child(text_elem("jid", NS_PRESENCE, &from.to_string()));
+                }
+                if let Some(n) = &p.nick {
+                    mix.append_child(text_elem("nick", NS_PRESENCE, n));
+                }
+                pres.append_child(mix);
+                self.presence.insert(item, (from.to_string(), pres.clone()));
+                let to = self.presence_subscribers();
+                if !to.is_empty() {
+                    out.sends.push(Send::Fanout { stanza: pres, to });
+                }
+            }
+            Some("unavailable") if self.presence.remove(&item).is_some() => {
+                self.unavailable(&item, &mut out);
+            }
+            // subscribe, subscribed, probe, unsubscribe...: roster bookkeeping of the user's
+            // server (XEP-0405 §5.1); nothing for the channel to do or answer.
+            _ => {}
+        }
+        out
+    }
+
+    fn unavailable(&self, item: &str, out: &mut Outcome) {
+        let to = self.presence_subscribers();
+        if !to.is_empty() {
+            out.sends.push(Send::Fanout {
+                stanza: elem(
+                    "presence",
+                    NS_STANZA,
+                    &[("from", item), ("type", "unavailable")],
+                ),
+                to,
+            });
+        }
+    }
+
+    /// Every current presence item, sent to `to` (XEP-0403 §3.3, XEP-0405 §6.3).
+    pub(super) fn presence_snapshot(&self, to: &[String], out: &mut Outcome) {
+        if to.is_empty() {
+            return;
+        }
+        for (_, pres) in self.presence.values() {
+            out.sends.push(Send::Fanout {
+                stanza: pres.clone(),
+                to: to.to_vec(),
+            });
+        }
+    }
+
+    /// XEP-0403 §3.5: a leaving participant's clients go offline.
+    pub(super) fn presence_remove_all(
+        &mut self,
+        bare: &str,
+        _ctx: &mut Ctx<'_>,
+        out: &mut Outcome,
+    ) {
+        let prefix = format!("{bare}/");
+        let gone: Vec<String> = self
+            .presence
+            .iter()
+            .filter(|(_, (full, _))| full.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for item in gone {
+            self.presence.remove(&item);
+            self.unavailable(&item, out);
+        }
+    }
+}
+
+/// A stable stand-in for a resource (XEP-0404 §4.4: fixed while the item exists).
+fn anonymous_resource(resource: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::digest(resource.as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}

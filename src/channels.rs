@@ -1,0 +1,347 @@
+//! Channel actors (ARCHITECTURE "Life of a message" step 2): each live channel is owned by one
+//! task with a bounded inbox. A task takes what is waiting (up to a batch), lets the pure
+//! channel handle each stanza, commits every write of the batch in one transaction, and only
+//! then sends: durable before visible, one commit per batch (group commit).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use jid::Jid;
+use minidom::Element;
+use mix_service::channel::{Channel, Ctx, Ids, NickRegistry, Outcome, Send, mam};
+use mix_service::stanza::{error, error_reply};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use crate::link::Outbound;
+
+/// Stanzas a channel task takes per commit.
+const BATCH: usize = 256;
+/// A channel's inbox; the router waits when it is full (back-pressure, not memory growth).
+const INBOX: usize = 1024;
+
+/// What the router hands a channel task.
+#[derive(Debug)]
+pub enum ChannelMsg {
+    Stanza(Element),
+    /// `<destroy/>` sent to the service, for this channel.
+    Destroy(Element),
+}
+
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Real ids: UUIDv7 for the archive (time-ordered), random for participants and stanzas.
+pub struct RealIds;
+
+impl Ids for RealIds {
+    fn archive_id(&mut self, _now_us: i64) -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+    fn participant_id(&mut self) -> String {
+        // 64 random bits in hex: never '#', '/' or '@' (XEP-0369 §5.1).
+        format!("{:016x}", rand::random::<u64>())
+    }
+    fn stanza_id(&mut self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+}
+
+/// Serialise once, splice `to` per recipient (ARCHITECTURE "Serialise once").
+pub fn fanout_bytes(stanza: &Element, to: &[String]) -> Vec<Bytes> {
+    const HOLE: &str = "mixd-to-hole-b3c1";
+    let mut st = stanza.clone();
+    mix_service::xml::set_attr(&mut st, "to", HOLE);
+    let bytes = crate::xmlstream::to_bytes(&st);
+    let Some(at) = bytes.windows(HOLE.len()).position(|w| w == HOLE.as_bytes()) else {
+        return Vec::new();
+    };
+    let (head, tail) = (&bytes[..at], &bytes[at + HOLE.len()..]);
+    to.iter()
+        .map(|jid| {
+            let esc = crate::xmlstream::escape(jid);
+            let mut b = Vec::with_capacity(head.len() + esc.len() + tail.len());
+            b.extend_from_slice(head);
+            b.extend_from_slice(esc.as_bytes());
+            b.extend_from_slice(tail);
+            Bytes::from(b)
+        })
+        .collect()
+}
+
+/// The live channels of the MIX face.
+pub struct Channels {
+    pub domain: jid::BareJid,
+    pub store: mam_store::Store,
+    pub out: Outbound,
+    pub nicks: Arc<RwLock<NickRegistry>>,
+    actors: HashMap<String, mpsc::Sender<ChannelMsg>>,
+    tasks: JoinSet<()>,
+}
+
+impl Channels {
+    pub fn new(
+        domain: jid::BareJid,
+        store: mam_store::Store,
+        out: Outbound,
+        nicks: Arc<RwLock<NickRegistry>>,
+    ) -> Channels {
+        Channels {
+            domain,
+            store,
+            out,
+            nicks,
+            actors: HashMap::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Hand a message to the channel's task, starting it if needed.
+    pub async fn deliver(&mut self, name: &str, mut msg: ChannelMsg) {
+        // Reap finished tasks (destroyed or missing channels) so the set does not grow.
+        while self.tasks.try_join_next().is_some() {}
+        for _ in 0..2 {
+            let tx = match self.actors.get(name) {
+                Some(tx) => tx.clone(),
+                None => {
+                    let (tx, rx) = mpsc::channel(INBOX);
+                    let task = Task {
+                        name: name.to_owned(),
+                        domain: self.domain.clone(),
+                        store: self.store.clone(),
+                        out: self.out.clone(),
+                        nicks: self.nicks.clone(),
+                    };
+                    self.tasks.spawn(task.run(rx));
+                    self.actors.insert(name.to_owned(), tx.clone());
+                    tx
+                }
+            };
+            match tx.send(msg).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(m)) => {
+                    // The task ended (its channel was destroyed or never existed): start anew.
+                    self.actors.remove(name);
+                    msg = m;
+                }
+            }
+        }
+    }
+
+    /// Stop taking stanzas; wait until every task has committed and sent what it holds.
+    pub async fn shutdown(mut self) {
+        self.actors.clear();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+struct Task {
+    name: String,
+    domain: jid::BareJid,
+    store: mam_store::Store,
+    out: Outbound,
+    nicks: Arc<RwLock<NickRegistry>>,
+}
+
+impl Task {
+    async fn send_el(&self, el: &Element) {
+        metrics::counter!("mixd_stanzas_out_total", "domain" => "mix", "kind" => el.name().to_owned())
+            .increment(1);
+        self.out.send(el).await;
+    }
+
+    async fn refuse(
+        &self,
+        msg: &ChannelMsg,
+        condition: DefinedCondition,
+        ty: ErrorType,
+        text: &str,
+    ) {
+        let st = match msg {
+            ChannelMsg::Stanza(st) | ChannelMsg::Destroy(st) => st,
+        };
+        if let Some(reply) = error_reply(st, error(ty, condition, text)) {
+            self.send_el(&reply).await;
+        }
+    }
+
+    async fn run(self, mut rx: mpsc::Receiver<ChannelMsg>) {
+        let state = match self.store.load_channel(&self.name).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(channel = %self.name, error = %e, "loading a channel failed");
+                rx.close();
+                while let Some(m) = rx.recv().await {
+                    self.refuse(
+                        &m,
+                        DefinedCondition::InternalServerError,
+                        ErrorType::Wait,
+                        "",
+                    )
+                    .await;
+                }
+                return;
+            }
+        };
+        let Some(state) = state else {
+            // Close first: whatever the router already queued is answered, nothing more comes.
+            rx.close();
+            while let Some(m) = rx.recv().await {
+                self.refuse(
+                    &m,
+                    DefinedCondition::ItemNotFound,
+                    ErrorType::Cancel,
+                    "no such channel",
+                )
+                .await;
+            }
+            return;
+        };
+        let (mut channel, init) = Channel::load(state, &self.domain, now_us());
+        if let Err(e) = self.store.commit(&init).await {
+            tracing::error!(channel = %self.name, error = %e, "initialising channel nodes failed");
+            return;
+        }
+        let mut ids = RealIds;
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            if rx.recv_many(&mut batch, BATCH).await == 0 {
+                return;
+            }
+            let mut outcomes: Vec<(Outcome, ChannelMsg)> = Vec::with_capacity(batch.len());
+            {
+                let registry = match self.nicks.read() {
+                    Ok(r) => r,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                let mut ctx = Ctx {
+                    now_us: now_us(),
+                    ids: &mut ids,
+                    nicks: &registry,
+                };
+                for msg in batch.drain(..) {
+                    let out = match &msg {
+                        ChannelMsg::Stanza(st) => channel.handle(st, &mut ctx),
+                        ChannelMsg::Destroy(iq) => {
+                            match iq.attr("from").and_then(|f| f.parse::<Jid>().ok()) {
+                                Some(from) => channel.destroy(iq, &from),
+                                None => Outcome::default(),
+                            }
+                        }
+                    };
+                    outcomes.push((out, msg));
+                }
+            }
+            let writes: Vec<_> = outcomes
+                .iter_mut()
+                .flat_map(|(o, _)| o.writes.drain(..))
+                .collect();
+            let start = Instant::now();
+            let committed = self.store.commit(&writes).await;
+            metrics::histogram!("mixd_db_seconds").record(start.elapsed().as_secs_f64());
+            if let Err(e) = committed {
+                // Nothing of the batch is stored, so nothing of it may be seen: answer every
+                // stanza with an error and reload the channel from what is stored.
+                tracing::error!(channel = %self.name, error = %e, "commit failed; batch refused");
+                for (_, msg) in &outcomes {
+                    self.refuse(
+                        msg,
+                        DefinedCondition::InternalServerError,
+                        ErrorType::Wait,
+                        "storage failed",
+                    )
+                    .await;
+                }
+                return;
+            }
+            let mut destroyed = false;
+            for (out, _) in outcomes {
+                for send in out.sends {
+                    match send {
+                        Send::One(el) => self.send_el(&el).await,
+                        Send::Fanout { stanza, to } => {
+                            metrics::counter!("mixd_stanzas_out_total", "domain" => "mix", "kind" => stanza.name().to_owned())
+                                .increment(to.len() as u64);
+                            for b in fanout_bytes(&stanza, &to) {
+                                self.out.send_bytes(b).await;
+                            }
+                        }
+                    }
+                }
+                if let Some(req) = out.query {
+                    self.answer_query(&req).await;
+                }
+                destroyed |= out.destroyed;
+            }
+            if destroyed {
+                tracing::info!(channel = %self.name, "channel destroyed");
+                rx.close();
+                while let Some(m) = rx.recv().await {
+                    self.refuse(
+                        &m,
+                        DefinedCondition::ItemNotFound,
+                        ErrorType::Cancel,
+                        "no such channel",
+                    )
+                    .await;
+                }
+                return;
+            }
+        }
+    }
+
+    async fn answer_query(&self, req: &mam::MamRequest) {
+        match self.store.archive_page(&req.query).await {
+            Ok(page) => {
+                for el in mam::results(req, &page) {
+                    self.send_el(&el).await;
+                }
+            }
+            Err(mam_store::StoreError::UnknownId(_)) => {
+                if let Some(e) = mam::unknown_id(req) {
+                    self.send_el(&e).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(channel = %self.name, error = %e, "archive query failed");
+                if let Some(reply) = error_reply(
+                    &req.iq,
+                    error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
+                ) {
+                    self.send_el(&reply).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_splices_each_recipient_into_one_serialisation() {
+        let st: Element = "<message xmlns='jabber:component:accept' from='c@mix/1' type='groupchat'><body>a&amp;b</body></message>"
+            .parse()
+            .expect("xml");
+        let out = fanout_bytes(&st, &["a@x/r".into(), "b&c@x".into()]);
+        assert_eq!(out.len(), 2);
+        for (b, to) in out.iter().zip(["a@x/r", "b&c@x"]) {
+            let parsed: Element = std::str::from_utf8(b).expect("utf8").parse().expect("xml");
+            assert_eq!(parsed.attr("to"), Some(to));
+            assert_eq!(
+                parsed
+                    .get_child("body", "jabber:component:accept")
+                    .map(|b| b.text()),
+                Some("a&b".into())
+            );
+        }
+    }
+}
