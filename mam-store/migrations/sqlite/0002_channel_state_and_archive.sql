@@ -17,6 +17,8 @@ CREATE TABLE pubsub_items (
     publisher TEXT,
     PRIMARY KEY (channel, node, item_id)
 );
+-- MAX(position) per node on every publish, and loading in order, without a scan.
+CREATE INDEX pubsub_items_order ON pubsub_items (channel, node, position);
 
 CREATE TABLE pubsub_subscriptions (
     channel TEXT NOT NULL,

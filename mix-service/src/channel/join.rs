@@ -134,6 +134,13 @@ impl Channel {
             match c.name() {
                 "subscribe" => match c.attr("node") {
                     Some(n) if !n.is_empty() => requested.push(n.to_owned()),
+                    // slixmpp 1.17's xep_0369 wraps the <subscribe node/> list in one more
+                    // <subscribe/>: read the nested ones rather than refuse every slixmpp join.
+                    None if c.children().next().is_some()
+                        && c.children().all(|n| n.name() == "subscribe" && n.attr("node").is_some_and(|v| !v.is_empty())) =>
+                    {
+                        requested.extend(c.children().filter_map(|n| n.attr("node")).map(str::to_owned));
+                    }
                     _ => return Outcome::error(st, bad("<subscribe/> without a node")),
                 },
                 "nick" | "invitation" | "x" => {}
