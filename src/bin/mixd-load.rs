@@ -113,10 +113,15 @@ async fn wait_for(s: &mut TcpStream, needle: &str, count: usize) -> Result<()> {
         }
         carry.push_str(&String::from_utf8_lossy(&chunk[..n]));
         seen += carry.matches(needle).count();
-        let keep = carry.len().saturating_sub(needle.len());
-        carry = carry.split_off(carry.floor_char_boundary(keep));
+        carry = tail(&carry, needle.len());
     }
     Ok(())
+}
+
+/// The last `n` characters (a needle split across two reads is still found).
+fn tail(s: &str, n: usize) -> String {
+    let from = s.char_indices().rev().nth(n).map(|(i, _)| i).unwrap_or(0);
+    s[from..].to_owned()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -158,7 +163,9 @@ async fn main() -> Result<()> {
         .as_bytes(),
     )
     .await?;
-    wait_for(&mut mix, "type='result'", 1).await.or_else(|_| Ok::<_, anyhow::Error>(()))?;
+    wait_for(&mut mix, "type='result'", 1)
+        .await
+        .or_else(|_| Ok::<_, anyhow::Error>(()))?;
 
     let t = Instant::now();
     let mut joins = String::new();
@@ -183,8 +190,7 @@ async fn main() -> Result<()> {
         }
         carry.push_str(&String::from_utf8_lossy(&chunk[..k]));
         joined += carry.matches("<join ").count();
-        let keep = carry.len().saturating_sub(8);
-        carry = carry.split_off(carry.floor_char_boundary(keep));
+        carry = tail(&carry, 8);
     }
     eprintln!("{n} participants joined in {:.2?}", t.elapsed());
 
@@ -224,8 +230,11 @@ async fn main() -> Result<()> {
             let msg = &pending[consumed..consumed + end];
             delivered += 1;
             if (msg.contains("to='u0@load'") || msg.contains("to=\"u0@load\""))
-                && let Some(t) = attr(msg, "xmlns='urn:xmpp:sid:0' id")
-                    .or_else(|| msg.split("id='t").nth(1).map(|r| r.chars().take_while(char::is_ascii_digit).collect()))
+                && let Some(t) = attr(msg, "xmlns='urn:xmpp:sid:0' id").or_else(|| {
+                    msg.split("id='t")
+                        .nth(1)
+                        .map(|r| r.chars().take_while(char::is_ascii_digit).collect())
+                })
                 && let Ok(sent) = t.trim_start_matches('t').parse::<u128>()
             {
                 latencies.push((now.saturating_sub(sent)) as f64 / 1e6);

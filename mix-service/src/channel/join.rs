@@ -137,9 +137,15 @@ impl Channel {
                     // slixmpp 1.17's xep_0369 wraps the <subscribe node/> list in one more
                     // <subscribe/>: read the nested ones rather than refuse every slixmpp join.
                     None if c.children().next().is_some()
-                        && c.children().all(|n| n.name() == "subscribe" && n.attr("node").is_some_and(|v| !v.is_empty())) =>
+                        && c.children().all(|n| {
+                            n.name() == "subscribe" && n.attr("node").is_some_and(|v| !v.is_empty())
+                        }) =>
                     {
-                        requested.extend(c.children().filter_map(|n| n.attr("node")).map(str::to_owned));
+                        requested.extend(
+                            c.children()
+                                .filter_map(|n| n.attr("node"))
+                                .map(str::to_owned),
+                        );
                     }
                     _ => return Outcome::error(st, bad("<subscribe/> without a node")),
                 },
