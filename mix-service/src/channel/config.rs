@@ -298,6 +298,14 @@ fn field(var: &str, type_: &str, values: &[&str]) -> Element {
     f
 }
 
+fn opt(o: &Option<String>) -> Vec<&str> {
+    o.iter().map(String::as_str).collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,12 +354,4 @@ mod tests {
             "a refused form changes nothing"
         );
     }
-}
-
-fn opt(o: &Option<String>) -> Vec<&str> {
-    o.iter().map(String::as_str).collect()
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
