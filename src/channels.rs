@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use jid::Jid;
 use minidom::Element;
-use mix_service::channel::{Channel, Ctx, Ids, NickRegistry, Outcome, Send, mam};
+use mix_service::channel::{Channel, Ctx, Ids, Lookup, NickRegistry, Outcome, Send, mam};
 use mix_service::stanza::{error, error_reply};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -29,6 +29,13 @@ pub enum ChannelMsg {
     Stanza(Element),
     /// `<destroy/>` sent to the service, for this channel.
     Destroy(Element),
+    /// A nick newly registered with the service (XEP-0407 §5) by one of the participants.
+    NickRegistered {
+        jid: String,
+        nick: String,
+    },
+    /// The expiry sweep found the channel's 'End of Life' passed.
+    Expire,
 }
 
 pub fn now_us() -> i64 {
@@ -166,6 +173,7 @@ impl Task {
     ) {
         let st = match msg {
             ChannelMsg::Stanza(st) | ChannelMsg::Destroy(st) => st,
+            ChannelMsg::NickRegistered { .. } | ChannelMsg::Expire => return,
         };
         if let Some(reply) = error_reply(st, error(ty, condition, text)) {
             self.send_el(&reply).await;
@@ -235,6 +243,10 @@ impl Task {
                                 None => Outcome::default(),
                             }
                         }
+                        ChannelMsg::NickRegistered { jid, nick } => {
+                            channel.nick_registered(jid, nick, &mut ctx)
+                        }
+                        ChannelMsg::Expire => channel.expire(ctx.now_us),
                     };
                     outcomes.push((out, msg));
                 }
@@ -262,23 +274,23 @@ impl Task {
                 return;
             }
             let mut destroyed = false;
+            let mut lookups = Vec::new();
             for (out, _) in outcomes {
-                for send in out.sends {
-                    match send {
-                        Send::One(el) => self.send_el(&el).await,
-                        Send::Fanout { stanza, to } => {
-                            metrics::counter!("mixd_stanzas_out_total", "domain" => "mix", "kind" => stanza.name().to_owned())
-                                .increment(to.len() as u64);
-                            for b in fanout_bytes(&stanza, &to) {
-                                self.out.send_bytes(b).await;
-                            }
-                        }
-                    }
-                }
+                self.send_all(out.sends).await;
                 if let Some(req) = out.query {
                     self.answer_query(&req).await;
                 }
+                lookups.extend(out.lookup);
                 destroyed |= out.destroyed;
+            }
+            // Retractions read the original after the batch is stored (it may be in it).
+            for lookup in lookups {
+                if destroyed {
+                    break;
+                }
+                if !self.resolve(&mut channel, lookup, &mut ids).await {
+                    return;
+                }
             }
             if destroyed {
                 tracing::info!(channel = %self.name, "channel destroyed");
@@ -295,6 +307,57 @@ impl Task {
                 return;
             }
         }
+    }
+
+    async fn send_all(&self, sends: Vec<Send>) {
+        for send in sends {
+            match send {
+                Send::One(el) => self.send_el(&el).await,
+                Send::Fanout { stanza, to } => {
+                    metrics::counter!("mixd_stanzas_out_total", "domain" => "mix", "kind" => stanza.name().to_owned())
+                        .increment(to.len() as u64);
+                    for b in fanout_bytes(&stanza, &to) {
+                        self.out.send_bytes(b).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read the message a retraction names, let the channel decide, store, then send.
+    /// `false` when storage failed and the task must end (the channel reloads on next use).
+    async fn resolve(&self, channel: &mut Channel, lookup: Lookup, ids: &mut RealIds) -> bool {
+        let found = match self.store.archived(&self.name, &lookup.id).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(channel = %self.name, error = %e, "reading the archive failed");
+                if let Some(reply) = lookup.failed() {
+                    self.send_el(&reply).await;
+                }
+                return true;
+            }
+        };
+        let out = {
+            let registry = match self.nicks.read() {
+                Ok(r) => r,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let mut ctx = Ctx {
+                now_us: now_us(),
+                ids,
+                nicks: &registry,
+            };
+            channel.resolve(lookup.clone(), found, &mut ctx)
+        };
+        if let Err(e) = self.store.commit(&out.writes).await {
+            tracing::error!(channel = %self.name, error = %e, "commit failed; retraction refused");
+            if let Some(reply) = lookup.failed() {
+                self.send_el(&reply).await;
+            }
+            return false;
+        }
+        self.send_all(out.sends).await;
+        true
     }
 
     async fn answer_query(&self, req: &mam::MamRequest) {

@@ -39,6 +39,9 @@ pub struct Arrival {
     pub inbound: Inbound,
 }
 
+/// How often channels past their 'End of Life' are looked for.
+const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Everything the router needs.
 pub struct Router {
     pub domains: Domains,
@@ -54,6 +57,8 @@ impl Router {
     /// Handle arrivals until shutdown; then finish what the links had already handed over, and
     /// drop the outbound handles so the links can flush and close their streams.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Arrival>, shutdown: CancellationToken) {
+        let mut sweep = tokio::time::interval(EXPIRY_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -62,12 +67,27 @@ impl Router {
                     None => break,
                 },
                 _ = shutdown.cancelled() => break,
+                _ = sweep.tick() => self.expire_channels().await,
             }
         }
         while let Ok(a) = rx.try_recv() {
             self.handle(a).await;
         }
         self.channels.shutdown().await;
+    }
+
+    /// XEP-0369 §7.3.5: destroy channels whose 'End of Life' has passed. Each channel's own
+    /// task re-checks its configuration before destroying.
+    async fn expire_channels(&mut self) {
+        match self.store.expired_channels(crate::channels::now_us()).await {
+            Ok(names) => {
+                for name in names {
+                    tracing::info!(channel = %name, "end of life reached");
+                    self.channels.deliver(&name, ChannelMsg::Expire).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading channel lifetimes failed"),
+        }
     }
 
     async fn handle(&mut self, a: Arrival) {
@@ -95,12 +115,13 @@ impl Router {
     }
 
     async fn stanza(&mut self, link: Face, st: Element) {
-        // Errors and IQ results: nothing here asked for them (no IQ relay yet), and none may be
-        // answered (RFC 6120 §8.3.1). Other presence types and headlines still matter to
+        // Errors and IQ results are never answered (RFC 6120 §8.3.1). The only ones mixd asked
+        // for are answers to IQs a channel relayed (XEP-0403 §3.6), addressed to an encoded
+        // JID; the rest are dropped here. Other presence types and headlines still matter to
         // channels (XEP-0403 unavailable presence), so the service and channels filter further.
-        if matches!(st.attr("type"), Some("error"))
-            || (st.name() == "iq" && st.attr("type") == Some("result"))
-        {
+        let answer = matches!(st.attr("type"), Some("error"))
+            || (st.name() == "iq" && st.attr("type") == Some("result"));
+        if answer && !(st.name() == "iq" && to_encoded_jid(&st)) {
             return;
         }
         let kind = st.name();
@@ -306,7 +327,22 @@ impl Router {
                         if let Ok(mut reg) = self.channels.nicks.write() {
                             reg.insert(&bare, &nick);
                         }
-                        self.send(Face::Mix, &register_result(st, &nick)).await
+                        self.send(Face::Mix, &register_result(st, &nick)).await;
+                        // §5: "MUST update participants nodes" of the channels it is in.
+                        match self.store.channels_of(&bare).await {
+                            Ok(names) => {
+                                for name in names {
+                                    let msg = ChannelMsg::NickRegistered {
+                                        jid: bare.clone(),
+                                        nick: nick.clone(),
+                                    };
+                                    self.channels.deliver(&name, msg).await;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "finding the registrant's channels failed")
+                            }
+                        }
                     }
                     Err(mam_store::StoreError::Conflict(_)) => {
                         self.reply_error(
@@ -397,6 +433,14 @@ impl Router {
             .increment(1);
         out.send(st).await;
     }
+}
+
+/// Whether `to` is a participant's encoded JID `ID#channel@domain[/res]` (XEP-0403 §3.1).
+fn to_encoded_jid(st: &Element) -> bool {
+    st.attr("to")
+        .and_then(|t| t.parse::<Jid>().ok())
+        .and_then(|t| t.node().map(|n| n.as_str().contains('#')))
+        .unwrap_or(false)
 }
 
 fn count_in(link: Face, st: &Element) {

@@ -19,7 +19,7 @@ mod state;
 
 pub use archive::{ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveRow};
 pub use channels::{ChannelPage, ChannelRecord, NewChannel, PageRequest};
-pub use state::{ChannelState, ParticipantRow, Write};
+pub use state::{ChannelState, InvitationRow, InvitationState, ParticipantRow, Write};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +139,7 @@ pub(crate) mod testdb {
         let dir = tempfile::tempdir().expect("tempdir");
         if let Ok(url) = std::env::var("MIXD_TEST_PG_URL") {
             let store = Store::open(&url).await.expect("open pg");
-            on_pool!(store, p => sqlx::query("TRUNCATE channels, pubsub_nodes, pubsub_items, pubsub_subscriptions, pubsub_affiliations, mix_participants, mix_registered_nicks, archive").execute(p).await.map(|_| ()))
+            on_pool!(store, p => sqlx::query("TRUNCATE channels, pubsub_nodes, pubsub_items, pubsub_subscriptions, pubsub_affiliations, mix_participants, mix_registered_nicks, invitations, archive").execute(p).await.map(|_| ()))
                 .expect("truncate");
             return (store, dir);
         }

@@ -1,6 +1,8 @@
 //! Channel state: pubsub nodes (as pubsub-core's changes, applied), MIX participants, and the
 //! atomic commit that writes a batch of them together with archive appends.
 
+use std::collections::BTreeMap;
+
 use pubsub_core::{Affiliation, Change, NodeConfig};
 
 use crate::archive::ArchiveRecord;
@@ -14,6 +16,47 @@ pub struct ParticipantRow {
     pub active: bool,
     /// Full JIDs the user joined from directly (no XEP-0405 server in between).
     pub direct_jids: Vec<String>,
+    /// XEP-0404 §5 preferences (field var → value).
+    pub preferences: BTreeMap<String, String>,
+}
+
+/// An invitation the channel issued (XEP-0407 §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRow {
+    pub token: String,
+    /// `mix` (XEP-0407); the MUC kinds come with the invitations issue.
+    pub kind: String,
+    pub inviter: String,
+    pub invitee: String,
+    pub created_us: i64,
+    pub expires_us: i64,
+    pub state: InvitationState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationState {
+    Pending,
+    Used,
+    Cancelled,
+}
+
+impl InvitationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationState::Pending => "pending",
+            InvitationState::Used => "used",
+            InvitationState::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Result<InvitationState, StoreError> {
+        Ok(match s {
+            "pending" => InvitationState::Pending,
+            "used" => InvitationState::Used,
+            "cancelled" => InvitationState::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("invitation state {other}"))),
+        })
+    }
 }
 
 /// One write of a batch.
@@ -40,6 +83,10 @@ pub enum Write {
     },
     /// Register (or with `nick: None`, release) a service-wide nick.
     RegisterNick { jid: String, nick: Option<String> },
+    /// Insert or replace an invitation.
+    Invitation { channel: String, row: InvitationRow },
+    /// Set (or clear) the channel's 'End of Life' (XEP-0406), Unix microseconds.
+    EndOfLife { channel: String, at_us: Option<i64> },
 }
 
 /// A channel's state as loaded.
@@ -49,9 +96,12 @@ pub struct ChannelState {
     /// Replaying these through `pubsub_core::Service::restore` rebuilds the nodes.
     pub pubsub: Vec<Change>,
     pub participants: Vec<ParticipantRow>,
+    /// Invitations still pending (used and cancelled ones stay in the table, not in memory).
+    pub invitations: Vec<InvitationRow>,
 }
 
 type ItemRow = (String, String, String, Option<String>);
+type InviteSql = (String, String, String, String, i64, i64, String);
 
 impl Store {
     /// Everything about one channel, or None if it does not exist.
@@ -72,9 +122,13 @@ impl Store {
         let affs: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
             "SELECT node, jid, affiliation FROM pubsub_affiliations WHERE channel = $1")
             .bind(name).fetch_all(p).await)?;
-        let parts: Vec<(String, String, bool, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT jid, participant_id, active, direct_jids FROM mix_participants \
+        let parts: Vec<(String, String, bool, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT jid, participant_id, active, direct_jids, preferences FROM mix_participants \
              WHERE channel = $1 ORDER BY jid")
+            .bind(name).fetch_all(p).await)?;
+        let invites: Vec<InviteSql> = on_pool!(self, p => sqlx::query_as(
+            "SELECT token, kind, inviter, invitee, created_us, expires_us, state FROM invitations \
+             WHERE channel = $1 AND state = 'pending' ORDER BY created_us")
             .bind(name).fetch_all(p).await)?;
 
         let mut pubsub = Vec::new();
@@ -106,21 +160,54 @@ impl Store {
             });
         }
         let mut participants = Vec::with_capacity(parts.len());
-        for (jid, participant_id, active, direct) in parts {
+        for (jid, participant_id, active, direct, prefs) in parts {
             let direct_jids = serde_json::from_str(&direct)
                 .map_err(|e| StoreError::Corrupt(format!("participant {jid}: {e}")))?;
+            let preferences = serde_json::from_str(&prefs)
+                .map_err(|e| StoreError::Corrupt(format!("participant {jid} preferences: {e}")))?;
             participants.push(ParticipantRow {
                 jid,
                 participant_id,
                 active,
                 direct_jids,
+                preferences,
+            });
+        }
+        let mut invitations = Vec::with_capacity(invites.len());
+        for (token, kind, inviter, invitee, created_us, expires_us, state) in invites {
+            invitations.push(InvitationRow {
+                token,
+                kind,
+                inviter,
+                invitee,
+                created_us,
+                expires_us,
+                state: InvitationState::parse(&state)?,
             });
         }
         Ok(Some(ChannelState {
             record,
             pubsub,
             participants,
+            invitations,
         }))
+    }
+
+    /// Channels whose 'End of Life' has passed.
+    pub async fn expired_channels(&self, now_us: i64) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT name FROM channels WHERE end_of_life_us IS NOT NULL AND end_of_life_us <= $1 \
+             ORDER BY name")
+            .bind(now_us).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// The channels `jid` (bare) is an active participant of.
+    pub async fn channels_of(&self, jid: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT channel FROM mix_participants WHERE jid = $1 AND active = TRUE ORDER BY channel")
+            .bind(jid).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// The service-wide registered nick of `jid` (XEP-0407 §5).
@@ -170,6 +257,7 @@ impl Store {
                             "DELETE FROM pubsub_affiliations WHERE channel = $1",
                             "DELETE FROM pubsub_nodes WHERE channel = $1",
                             "DELETE FROM mix_participants WHERE channel = $1",
+                            "DELETE FROM invitations WHERE channel = $1",
                             "DELETE FROM archive WHERE channel = $1",
                             "DELETE FROM channels WHERE name = $1",
                         ] {
@@ -237,12 +325,14 @@ impl Store {
                     Write::Participant { channel, row } => {
                         let direct = serde_json::to_string(&row.direct_jids)
                             .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-                        sqlx::query("INSERT INTO mix_participants (channel, jid, participant_id, active, direct_jids) \
-                                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, jid) DO UPDATE SET \
+                        let prefs = serde_json::to_string(&row.preferences)
+                            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                        sqlx::query("INSERT INTO mix_participants (channel, jid, participant_id, active, direct_jids, preferences) \
+                                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, jid) DO UPDATE SET \
                                      participant_id = excluded.participant_id, active = excluded.active, \
-                                     direct_jids = excluded.direct_jids")
+                                     direct_jids = excluded.direct_jids, preferences = excluded.preferences")
                             .bind(channel).bind(&row.jid).bind(&row.participant_id).bind(row.active)
-                            .bind(direct).execute(&mut *tx).await?;
+                            .bind(direct).bind(prefs).execute(&mut *tx).await?;
                     }
                     Write::Archive(r) => {
                         sqlx::query("INSERT INTO archive (channel, node, id, ts, sender, stanza, body) \
@@ -263,6 +353,18 @@ impl Store {
                             sqlx::query("INSERT INTO mix_registered_nicks (jid, nick) VALUES ($1, $2)")
                                 .bind(jid).bind(nick).execute(&mut *tx).await?;
                         }
+                    }
+                    Write::Invitation { channel, row } => {
+                        sqlx::query("INSERT INTO invitations (channel, token, kind, inviter, invitee, created_us, expires_us, state) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (channel, token) \
+                                     DO UPDATE SET state = excluded.state, expires_us = excluded.expires_us")
+                            .bind(channel).bind(&row.token).bind(&row.kind).bind(&row.inviter)
+                            .bind(&row.invitee).bind(row.created_us).bind(row.expires_us)
+                            .bind(row.state.as_str()).execute(&mut *tx).await?;
+                    }
+                    Write::EndOfLife { channel, at_us } => {
+                        sqlx::query("UPDATE channels SET end_of_life_us = $2 WHERE name = $1")
+                            .bind(channel).bind(*at_us).execute(&mut *tx).await?;
                     }
                 }
             }
@@ -340,6 +442,7 @@ mod tests {
                     participant_id: "p1".into(),
                     active: true,
                     direct_jids: vec!["a@x/phone".into()],
+                    preferences: [("vCard".to_owned(), "allow".to_owned())].into(),
                 },
             }])
             .collect();
@@ -363,6 +466,13 @@ mod tests {
         assert_eq!(copy.affiliation("info", "o@x"), Affiliation::Owner);
         assert_eq!(state.participants.len(), 1);
         assert_eq!(state.participants[0].direct_jids, ["a@x/phone"]);
+        assert_eq!(
+            state.participants[0]
+                .preferences
+                .get("vCard")
+                .map(String::as_str),
+            Some("allow")
+        );
         assert!(store.load_channel("nope").await.expect("load").is_none());
     }
 
@@ -385,6 +495,7 @@ mod tests {
                     participant_id: "p".into(),
                     active: true,
                     direct_jids: vec![],
+                    preferences: BTreeMap::new(),
                 },
             },
             create,
@@ -401,6 +512,71 @@ mod tests {
         assert!(
             state.participants.is_empty(),
             "nothing of the failed batch stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn invitations_load_while_pending_and_lifetimes_expire_channels() {
+        let (store, _dir) = testdb::store().await;
+        let row = |token: &str, state| InvitationRow {
+            token: token.into(),
+            kind: "mix".into(),
+            inviter: "o@x".into(),
+            invitee: "i@x".into(),
+            created_us: 1,
+            expires_us: 100,
+            state,
+        };
+        store
+            .commit(&[
+                Write::CreateChannel {
+                    channel: NewChannel::named("c"),
+                    now_us: 1,
+                },
+                Write::CreateChannel {
+                    channel: NewChannel::named("d"),
+                    now_us: 1,
+                },
+                Write::Invitation {
+                    channel: "c".into(),
+                    row: row("t1", InvitationState::Pending),
+                },
+                Write::Invitation {
+                    channel: "c".into(),
+                    row: row("t2", InvitationState::Pending),
+                },
+                Write::EndOfLife {
+                    channel: "c".into(),
+                    at_us: Some(50),
+                },
+            ])
+            .await
+            .expect("commit");
+        // Using t2 replaces its state; only t1 is still pending.
+        store
+            .commit(&[Write::Invitation {
+                channel: "c".into(),
+                row: row("t2", InvitationState::Used),
+            }])
+            .await
+            .expect("use");
+        let state = store.load_channel("c").await.expect("load").expect("c");
+        assert_eq!(state.invitations, [row("t1", InvitationState::Pending)]);
+        assert!(store.expired_channels(49).await.expect("q").is_empty());
+        assert_eq!(store.expired_channels(50).await.expect("q"), ["c"]);
+        store
+            .commit(&[Write::EndOfLife {
+                channel: "c".into(),
+                at_us: None,
+            }])
+            .await
+            .expect("clear");
+        assert!(
+            store
+                .expired_channels(i64::MAX)
+                .await
+                .expect("q")
+                .is_empty()
         );
     }
 

@@ -21,6 +21,11 @@ pub const NS_DELAY: &str = "urn:xmpp:delay";
 pub const NS_CLIENT: &str = "jabber:client";
 pub const NS_RETRACT: &str = "urn:xmpp:message-retract:1";
 pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
+/// The 2019-2022 forms of XEP-0424/0425 (v0.2/0.3), still sent by deployed clients.
+pub const NS_FASTEN: &str = "urn:xmpp:fasten:0";
+pub const NS_RETRACT0: &str = "urn:xmpp:message-retract:0";
+pub const NS_MODERATE0: &str = "urn:xmpp:message-moderate:0";
+pub const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
 
 pub const NODE_MESSAGES: &str = "urn:xmpp:mix:nodes:messages";
 pub const NODE_PARTICIPANTS: &str = "urn:xmpp:mix:nodes:participants";
@@ -32,6 +37,9 @@ pub const NODE_BANNED: &str = "urn:xmpp:mix:nodes:banned";
 pub const NODE_JIDMAP: &str = "urn:xmpp:mix:nodes:jidmap";
 /// The early draft's subject node (seed 002): the subject both faces share.
 pub const NODE_SUBJECT: &str = "urn:xmpp:mix:nodes:subject";
+/// XEP-0407 §7 / XEP-0084 avatar nodes.
+pub const NODE_AVATAR_DATA: &str = "urn:xmpp:avatar:data";
+pub const NODE_AVATAR_METADATA: &str = "urn:xmpp:avatar:metadata";
 
 /// Set (or replace) an attribute without a namespace. `name` is always one of our constants;
 /// an invalid one is skipped rather than panicking.
@@ -80,6 +88,18 @@ pub fn renamespace(el: &Element, from: &str, to: &str) -> Element {
             }
             minidom::Node::Text(t) => out.append_text(t.clone()),
         }
+    }
+    out
+}
+
+/// Copy `el` with its attributes and only the child elements `keep` accepts.
+pub fn filtered(el: &Element, keep: impl Fn(&Element) -> bool) -> Element {
+    let mut out = Element::bare(el.name(), el.ns());
+    for ((ans, name), v) in el.attrs().iter() {
+        out.attrs_mut().insert(ans.clone(), name.clone(), v.clone());
+    }
+    for c in el.children().filter(|c| keep(c)) {
+        out.append_child(c.clone());
     }
     out
 }

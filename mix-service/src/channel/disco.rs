@@ -48,14 +48,19 @@ pub fn info_fields(form: &Element) -> (String, String, Vec<String>) {
     out
 }
 
-const FEATURES: [&str; 8] = [
+const FEATURES: [&str; 12] = [
     DISCO_INFO,
     NS_CORE,
     NS_PRESENCE,
+    NS_ANON,
     NS_MAM,
     "urn:xmpp:mam:2#extended",
     NS_SID,
     NS_MISC,
+    // XEP-0424 §2 / §5: retractions are archived, originals replaced by tombstones.
+    NS_RETRACT,
+    "urn:xmpp:message-retract:1#tombstone",
+    NS_MODERATE,
     xmpp_parsers::ns::PING,
 ];
 

@@ -5,7 +5,9 @@ use minidom::Element;
 use pubsub_core::Actor;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::{Channel, Ctx, Outcome, Participant, Role, fold, pubsub_error};
+use mam_store::Write;
+
+use super::{Channel, Ctx, Outcome, Participant, Role, fold, preferences, pubsub_error};
 use crate::stanza::{error, iq_result};
 use crate::xml::*;
 
@@ -61,7 +63,7 @@ impl Channel {
     }
 
     /// Write the participant's item (participants node, and jidmap when hidden) and notify.
-    fn publish_participant(&mut self, bare: &str, ctx: &mut Ctx<'_>, out: &mut Outcome) {
+    pub(super) fn publish_participant(&mut self, bare: &str, ctx: &mut Ctx<'_>, out: &mut Outcome) {
         let Some(p) = self.participants.get(bare).cloned() else {
             return;
         };
@@ -93,6 +95,52 @@ impl Channel {
         }
     }
 
+    /// Subscribe `bare` to `node` if the node exists and the MIX rights let it read (PS-10).
+    fn subscribe_node(&mut self, bare: &str, node: &str) -> Result<Vec<Write>, StanzaError> {
+        if self.pubsub.node(node).is_none() {
+            return Err(error(
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                &format!("no node {node}"),
+            ));
+        }
+        let (read, _) = self.node_rights(node);
+        if !self.has(bare, read) {
+            return Err(error(
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+                &format!("not allowed to subscribe to {node}"),
+            ));
+        }
+        self.pubsub
+            .subscribe(Actor::service(), node, bare)
+            .map(|fx| self.pubsub_writes(fx.changes))
+            .map_err(pubsub_error)
+    }
+
+    /// XEP-0407 §5: a nick newly registered with the service becomes the participant's nick
+    /// here, unless another participant of this channel holds it.
+    pub fn nick_registered(&mut self, bare: &str, nick: &str, ctx: &mut Ctx<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        let Some(current) = self.participants.get(bare).cloned() else {
+            return out;
+        };
+        if current.nick.as_deref() == Some(nick)
+            || self.nicks.get(&fold(nick)).is_some_and(|j| j != bare)
+        {
+            return out;
+        }
+        if let Some(old) = &current.nick {
+            self.nicks.remove(&fold(old));
+        }
+        self.nicks.insert(fold(nick), bare.to_owned());
+        if let Some(p) = self.participants.get_mut(bare) {
+            p.nick = Some(nick.to_owned());
+        }
+        self.publish_participant(bare, ctx, &mut out);
+        out
+    }
+
     /// XEP-0369 §7.1.2 (and XEP-0405 §5.1 when it arrives from the bare JID).
     pub(super) fn join(
         &mut self,
@@ -102,13 +150,17 @@ impl Channel {
         ctx: &mut Ctx<'_>,
     ) -> Outcome {
         let bare = from.to_bare().to_string();
-        let ns = match payload.ns().as_str() {
-            NS_CORE0 => NS_CORE0,
-            _ => NS_CORE,
-        };
+        // The result answers in the namespace asked (XEP-0407 §4 and XEP-0404 §5 show joins
+        // in their own namespaces).
+        let ns = payload.ns();
         let role = self.role(&bare);
+        let invitation = match self.check_invitation(payload, &bare, ctx.now_us) {
+            Some(Ok(row)) => Some(row),
+            Some(Err(e)) => return Outcome::error(st, e),
+            None => None,
+        };
         // XEP-0406 §3.4: banned first; then the allowed list, unless an invitation lets the
-        // invitee in (XEP-0407 §4, checked by the shell before the channel sees the join).
+        // invitee in (XEP-0407 §4).
         if role == Role::Banned {
             return Outcome::error(
                 st,
@@ -119,7 +171,7 @@ impl Channel {
                 ),
             );
         }
-        if role < Role::Allowed {
+        if role < Role::Allowed && invitation.is_none() {
             return Outcome::error(
                 st,
                 error(
@@ -155,9 +207,32 @@ impl Channel {
                 }
             }
         }
+        let existing = self.participants.get(&bare).cloned();
+        let pref_form = preferences::in_join(payload);
+        let prefs = match pref_form {
+            Some(f) => {
+                let current = existing
+                    .as_ref()
+                    .map(|p| p.preferences.clone())
+                    .unwrap_or_default();
+                match preferences::merge(&current, f) {
+                    Ok(p) => p,
+                    Err(e) => return Outcome::error(st, e),
+                }
+            }
+            None => existing
+                .as_ref()
+                .map(|p| p.preferences.clone())
+                .unwrap_or_default(),
+        };
+        if let Some(why) = self.preference_conflict(&prefs) {
+            return Outcome::error(
+                st,
+                error(ErrorType::Modify, DefinedCondition::NotAcceptable, &why),
+            );
+        }
         // The nick: the one asked for, else the one registered with the service, else the one
         // already held (a repeated join), else refused where nicks are mandatory (§7.1.2).
-        let existing = self.participants.get(&bare).cloned();
         let nick = nick_of(payload)
             .or_else(|| ctx.nicks.nick_of(&bare).map(str::to_owned))
             .or_else(|| existing.as_ref().and_then(|p| p.nick.clone()));
@@ -200,7 +275,9 @@ impl Channel {
             jid: bare.clone(),
             nick: None,
             direct: Default::default(),
+            preferences: Default::default(),
         });
+        participant.preferences = prefs.clone();
         if let Some(old) = &participant.nick {
             self.nicks.remove(&fold(old));
         }
@@ -216,27 +293,9 @@ impl Channel {
         let mut granted = Vec::new();
         let mut first_failure: Option<StanzaError> = None;
         for node in &requested {
-            let (read, _) = self.node_rights(node);
-            let result = if self.pubsub.node(node).is_none() {
-                Err(error(
-                    ErrorType::Cancel,
-                    DefinedCondition::ItemNotFound,
-                    &format!("no node {node}"),
-                ))
-            } else if !self.has(&bare, read) {
-                Err(error(
-                    ErrorType::Auth,
-                    DefinedCondition::Forbidden,
-                    &format!("not allowed to subscribe to {node}"),
-                ))
-            } else {
-                self.pubsub
-                    .subscribe(Actor::service(), node, &bare)
-                    .map_err(pubsub_error)
-            };
-            match result {
-                Ok(fx) => {
-                    out.writes.extend(self.pubsub_writes(fx.changes));
+            match self.subscribe_node(&bare, node) {
+                Ok(writes) => {
+                    out.writes.extend(writes);
                     granted.push(node.clone());
                 }
                 Err(e) => {
@@ -256,20 +315,27 @@ impl Channel {
                 .unwrap_or_else(|| error(ErrorType::Cancel, DefinedCondition::Forbidden, ""));
             return Outcome::error(st, err);
         }
+        if let Some(row) = invitation {
+            self.use_invitation(row, ctx, &mut out);
+        }
         self.publish_participant(&bare, ctx, &mut out);
         out.writes.extend(self.participant_row(&bare, true));
 
         let channel = self.jid.to_string();
         let mut result = elem(
             "join",
-            ns,
+            &ns,
             &[("id", &id), ("jid", &format!("{id}#{channel}"))],
         );
         for node in &granted {
-            result.append_child(elem("subscribe", ns, &[("node", node)]));
+            result.append_child(elem("subscribe", &ns, &[("node", node)]));
         }
         if let Some(n) = &nick {
-            result.append_child(text_elem("nick", ns, n));
+            result.append_child(text_elem("nick", &ns, n));
+        }
+        // XEP-0404 §5: asked about preferences, the result lists all of them.
+        if pref_form.is_some() || ns == NS_ANON {
+            result.append_child(preferences::form(&prefs, "result"));
         }
         out.send(iq_result(st, Some(result)));
         // XEP-0403 §3.3: a new presence subscriber gets the current presence of everyone.
@@ -418,29 +484,15 @@ impl Channel {
                 return Outcome::error(st, bad("subscribe/unsubscribe without a node"));
             };
             match c.name() {
-                "subscribe" => {
-                    let (read, _) = self.node_rights(node);
-                    if self.pubsub.node(node).is_none() {
-                        first_failure.get_or_insert(error(
-                            ErrorType::Cancel,
-                            DefinedCondition::ItemNotFound,
-                            "",
-                        ));
-                        continue;
-                    }
-                    if !self.has(&bare, read) {
-                        first_failure.get_or_insert(error(
-                            ErrorType::Auth,
-                            DefinedCondition::Forbidden,
-                            "",
-                        ));
-                        continue;
-                    }
-                    if let Ok(fx) = self.pubsub.subscribe(Actor::service(), node, &bare) {
-                        out.writes.extend(self.pubsub_writes(fx.changes));
+                "subscribe" => match self.subscribe_node(&bare, node) {
+                    Ok(writes) => {
+                        out.writes.extend(writes);
                         result.append_child(elem("subscribe", &ns, &[("node", node)]));
                     }
-                }
+                    Err(e) => {
+                        first_failure.get_or_insert(e);
+                    }
+                },
                 "unsubscribe" => {
                     if let Ok(fx) = self.pubsub.unsubscribe(Actor::service(), node, &bare) {
                         out.writes.extend(self.pubsub_writes(fx.changes));

@@ -22,6 +22,9 @@ pub struct MamRequest {
     pub query: ArchiveQuery,
     /// `<flip-page/>`: the page in reverse order (XEP-0313 §5.3).
     pub flip: bool,
+    /// The channel hides JIDs now: results carry no real JID, whatever was stored before the
+    /// channel switched (XEP-0404 §4.3, decided at query time).
+    pub hide_jids: bool,
 }
 
 fn bad(text: &str) -> StanzaError {
@@ -159,6 +162,7 @@ impl Channel {
                     queryid: q.attr("queryid").map(str::to_owned),
                     query,
                     flip,
+                    hide_jids: self.is_hidden(),
                 }),
                 ..Outcome::default()
             },
@@ -178,9 +182,12 @@ pub fn results(req: &MamRequest, page: &ArchivePage) -> Vec<Element> {
         page.rows.iter().collect()
     };
     for row in &rows {
-        let Some(archived) = parse(&row.stanza) else {
+        let Some(mut archived) = parse(&row.stanza) else {
             continue;
         };
+        if req.hide_jids {
+            hide_jids(&mut archived);
+        }
         let mut result = elem("result", NS_MAM, &[("id", &row.id)]);
         if let Some(q) = &req.queryid {
             set_attr(&mut result, "queryid", q);
@@ -205,6 +212,13 @@ pub fn results(req: &MamRequest, page: &ArchivePage) -> Vec<Element> {
     fin.append_child(set);
     out.push(iq_result(&req.iq, Some(fin)));
     out
+}
+
+/// Drop real JIDs from an archived message's `<mix/>` (XEP-0369 §7.1.7 / XEP-0404 §4.3).
+fn hide_jids(msg: &mut Element) {
+    for mix in msg.children_mut().filter(|c| c.is("mix", NS_CORE)) {
+        while mix.remove_child("jid", NS_CORE).is_some() {}
+    }
 }
 
 /// The error for a query naming an id the archive does not hold (XEP-0313 §5.1.2).

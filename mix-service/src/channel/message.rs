@@ -10,11 +10,11 @@ use crate::stanza::{NS_STANZA, error};
 use crate::xml::*;
 
 /// Children a sender may not forge: the channel sets them (XEP-0359 §3, XEP-0369 §7.1.7).
-fn forged(c: &Element, channel: &str) -> bool {
+pub(super) fn forged(c: &Element, channel: &str) -> bool {
     (c.is("stanza-id", NS_SID) && c.attr("by") == Some(channel))
         || c.is("mix", NS_CORE)
         || c.is("mix", NS_CORE0)
-        || c.is("occupant-id", "urn:xmpp:occupant-id:0")
+        || c.is("occupant-id", NS_OCCUPANT_ID)
 }
 
 impl Channel {
@@ -46,6 +46,9 @@ impl Channel {
                 ),
             );
         };
+        if let Some(out) = self.retraction(st, &bare) {
+            return out;
+        }
         let channel = self.jid.to_string();
         let id = ctx.ids.archive_id(ctx.now_us);
 

@@ -7,16 +7,20 @@
 
 mod config;
 mod disco;
+mod invite;
 mod join;
 pub mod mam;
 mod message;
+mod preferences;
 mod presence;
+mod private;
 mod pubsub;
+mod retract;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jid::{BareJid, Jid};
-use mam_store::{ChannelState, ParticipantRow, Write};
+use mam_store::{ChannelState, InvitationRow, ParticipantRow, Write};
 use minidom::Element;
 use pubsub_core::{
     AccessModel, Actor, Affiliation, Change, Event, NodeConfig, Notification, PublishModel, Service,
@@ -25,6 +29,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 pub use config::{JidVisibility, MixConfig, Rights};
 pub use mam::MamRequest;
+pub use retract::Lookup;
 
 use crate::stanza::{error, error_reply, iq_result};
 use crate::xml::*;
@@ -94,6 +99,9 @@ pub struct Outcome {
     pub sends: Vec<Send>,
     /// An archive read the shell runs after the writes, answering with [`mam::results`].
     pub query: Option<MamRequest>,
+    /// An archived message the shell reads after the writes, handing it to
+    /// [`Channel::resolve`] (retractions need the original's sender).
+    pub lookup: Option<Lookup>,
     /// The channel no longer exists: drop it from memory.
     pub destroyed: bool,
 }
@@ -126,6 +134,8 @@ pub struct Participant {
     pub nick: Option<String>,
     /// Full JIDs it joined from directly; empty: reached at the bare JID (XEP-0405).
     pub direct: BTreeSet<String>,
+    /// XEP-0404 §5 preferences that differ from the defaults.
+    pub preferences: BTreeMap<String, String>,
 }
 
 /// Roles in XEP-0406 §3.1 order.
@@ -157,6 +167,13 @@ pub struct Channel {
     /// XEP-0403 presence of online clients: encoded-JID item id → (real full JID, presence).
     /// Ephemeral: after a restart, clients' servers resend presence.
     presence: BTreeMap<String, (String, Element)>,
+    /// XEP-0404 §4.4: the stand-in resource of each online full JID in a JID-hidden channel,
+    /// random and fixed while its presence item exists.
+    aliases: HashMap<String, String>,
+    /// Pending XEP-0407 invitations by token.
+    invitations: HashMap<String, InvitationRow>,
+    /// XEP-0403 §3.6 IQs relayed and not yet answered, by the id the channel gave them.
+    relays: HashMap<String, private::Relay>,
 }
 
 /// The standard nodes and how the pubsub engine should treat each.
@@ -183,8 +200,13 @@ fn node_config(node: &str) -> NodeConfig {
             persist_items: false,
             ..base
         },
-        NODE_INFO | NODE_CONFIG | NODE_SUBJECT => NodeConfig {
+        NODE_INFO | NODE_CONFIG | NODE_SUBJECT | NODE_AVATAR_METADATA => NodeConfig {
             max_items: Some(1),
+            ..base
+        },
+        // XEP-0084 §4.2: one data item per published image (a few sizes at most).
+        NODE_AVATAR_DATA => NodeConfig {
+            max_items: Some(8),
             ..base
         },
         _ => base,
@@ -209,6 +231,11 @@ fn present_nodes(config: &MixConfig) -> Vec<&'static str> {
     if config.jid_visibility == JidVisibility::Hidden {
         nodes.push(NODE_JIDMAP);
     }
+    // XEP-0407 §7: the avatar nodes, with XEP-0084 semantics.
+    if config.has_node("avatar") {
+        nodes.push(NODE_AVATAR_DATA);
+        nodes.push(NODE_AVATAR_METADATA);
+    }
     nodes
 }
 
@@ -232,6 +259,9 @@ impl Channel {
         {
             ch.config = MixConfig::from_form(&form);
         }
+        for row in state.invitations {
+            ch.invitations.insert(row.token.clone(), row);
+        }
         for row in state.participants {
             ch.ids.insert(row.jid.clone(), row.participant_id.clone());
             ch.by_id.insert(row.participant_id.clone(), row.jid.clone());
@@ -247,6 +277,7 @@ impl Channel {
                         jid: row.jid,
                         nick,
                         direct: row.direct_jids.into_iter().collect(),
+                        preferences: row.preferences,
                     },
                 );
             }
@@ -293,6 +324,9 @@ impl Channel {
             by_id: HashMap::new(),
             nicks: HashMap::new(),
             presence: BTreeMap::new(),
+            aliases: HashMap::new(),
+            invitations: HashMap::new(),
+            relays: HashMap::new(),
         }
     }
 
@@ -424,6 +458,9 @@ impl Channel {
             NODE_BANNED => (c.banned_subscription, Rights::Admins),
             NODE_JIDMAP => (Rights::Admins, Rights::Nobody),
             NODE_SUBJECT => (Rights::Participants, Rights::Participants),
+            NODE_AVATAR_DATA | NODE_AVATAR_METADATA => {
+                (c.information_subscription, c.avatar_update)
+            }
             _ => (Rights::Participants, Rights::Admins),
         }
     }
@@ -505,22 +542,16 @@ impl Channel {
             .and_then(|t| t.node().map(|n| n.as_str().contains('#')))
             .unwrap_or(false);
         match st.name() {
-            "iq" => self.iq(st, &from, encoded, ctx),
-            "message" if encoded => Outcome::error(
-                st,
-                error(
-                    ErrorType::Cancel,
-                    DefinedCondition::FeatureNotImplemented,
-                    "private messages through the channel are not served yet",
-                ),
-            ),
+            "iq" if encoded => self.relay_iq(st, &from, ctx),
+            "iq" => self.iq(st, &from, ctx),
+            "message" if encoded => self.private_message(st, &from, ctx),
             "message" => self.message(st, &from, ctx),
             "presence" => self.presence(st, &from, ctx),
             _ => Outcome::default(),
         }
     }
 
-    fn iq(&mut self, st: &Element, from: &Jid, encoded: bool, ctx: &mut Ctx<'_>) -> Outcome {
+    fn iq(&mut self, st: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> Outcome {
         if matches!(st.attr("type"), Some("result") | Some("error")) {
             return Outcome::default();
         }
@@ -528,18 +559,17 @@ impl Channel {
             Ok(p) => p,
             Err(e) => return Outcome::error(st, e),
         };
-        if encoded {
-            // XEP-0403 §3.6 IQ relay is optional; say so instead of guessing.
-            return Outcome::error(
-                st,
-                error(ErrorType::Cancel, DefinedCondition::ServiceUnavailable, ""),
-            );
-        }
         use crate::request::IqType::{Get, Set};
         let ns = payload.ns();
         match (ns.as_str(), payload.name(), ty) {
-            (NS_CORE | NS_CORE0, "join", Set) | (NS_MISC, "join", Set) => {
+            (NS_CORE | NS_CORE0 | NS_MISC | NS_ANON, "join", Set) => {
                 self.join(st, payload, from, ctx)
+            }
+            // XEP-0407 §4 shows a get; a set asks the same.
+            (NS_MISC, "invite", _) => self.invite(st, payload, from, ctx),
+            (NS_ANON, "user-preference", _) => self.user_preference(st, payload, ty, from),
+            (NS_MODERATE, "moderate", Set) | (NS_FASTEN, "apply-to", Set) => {
+                self.moderate(st, payload, from)
             }
             (NS_CORE | NS_CORE0, "leave", Set) => self.leave(st, payload, from, ctx),
             (NS_CORE | NS_CORE0, "setnick", Set) => self.setnick(st, payload, from, ctx),
@@ -552,14 +582,16 @@ impl Channel {
             (NS_MAM, "query", Set) => self.mam_query(st, payload, from),
             (NS_MAM, "query", Get) => Outcome::reply(iq_result(st, Some(mam::query_form()))),
             (xmpp_parsers::ns::PING, "ping", Get) => Outcome::reply(iq_result(st, None)),
-            (NS_CORE | NS_CORE0 | NS_PUBSUB | NS_MAM, _, _) => Outcome::error(
-                st,
-                error(
-                    ErrorType::Cancel,
-                    DefinedCondition::FeatureNotImplemented,
-                    "",
-                ),
-            ),
+            (NS_CORE | NS_CORE0 | NS_PUBSUB | NS_MAM | NS_MISC | NS_ANON | NS_MODERATE, _, _) => {
+                Outcome::error(
+                    st,
+                    error(
+                        ErrorType::Cancel,
+                        DefinedCondition::FeatureNotImplemented,
+                        "",
+                    ),
+                )
+            }
             _ => Outcome::error(
                 st,
                 error(ErrorType::Cancel, DefinedCondition::ServiceUnavailable, ""),
@@ -588,12 +620,38 @@ impl Channel {
         out
     }
 
+    /// XEP-0369 §7.3.5: the 'End of Life' has come. `now_us` is checked against the
+    /// configuration in force, in case it changed after the sweep read the store.
+    pub fn expire(&mut self, now_us: i64) -> Outcome {
+        let due = self
+            .config
+            .end_of_life
+            .as_deref()
+            .and_then(parse_datetime)
+            .is_some_and(|t| t <= now_us);
+        if !due {
+            return Outcome::default();
+        }
+        Outcome {
+            writes: vec![Write::DestroyChannel {
+                channel: self.name.clone(),
+            }],
+            destroyed: true,
+            ..Outcome::default()
+        }
+    }
+
     fn participant_row(&self, bare: &str, active: bool) -> Option<Write> {
         let id = self.ids.get(bare)?;
         let direct = self
             .participants
             .get(bare)
             .map(|p| p.direct.iter().cloned().collect())
+            .unwrap_or_default();
+        let preferences = self
+            .participants
+            .get(bare)
+            .map(|p| p.preferences.clone())
             .unwrap_or_default();
         Some(Write::Participant {
             channel: self.name.clone(),
@@ -602,6 +660,7 @@ impl Channel {
                 participant_id: id.clone(),
                 active,
                 direct_jids: direct,
+                preferences,
             },
         })
     }

@@ -21,7 +21,18 @@ impl Channel {
         self.audience(&subs)
     }
 
-    pub(super) fn presence(&mut self, st: &Element, from: &Jid, _ctx: &mut Ctx<'_>) -> Outcome {
+    /// The resource others see for a client: its own, or in a JID-hidden channel its random
+    /// stand-in while it is online (XEP-0404 §4.4). `None`: hidden and not online.
+    pub(super) fn shown_resource(&self, full: &Jid) -> Option<String> {
+        let res = full.resource()?;
+        if self.is_hidden() {
+            self.aliases.get(&full.to_string()).cloned()
+        } else {
+            Some(res.as_str().to_owned())
+        }
+    }
+
+    pub(super) fn presence(&mut self, st: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> Outcome {
         let bare = from.to_bare().to_string();
         let ty = st.attr("type");
         let Some(resource) = from.resource() else {
@@ -45,7 +56,17 @@ impl Channel {
         let channel = self.jid.to_string();
         // XEP-0404 §4.4: a JID-hidden channel must not leak the real resource.
         let res = if self.is_hidden() {
-            anonymous_resource(resource.as_str())
+            let full = from.to_string();
+            match self.aliases.get(&full) {
+                Some(a) => a.clone(),
+                None if ty.is_none() => {
+                    let mut a = ctx.ids.stanza_id();
+                    a.truncate(16);
+                    self.aliases.insert(full, a.clone());
+                    a
+                }
+                None => return Outcome::default(),
+            }
         } else {
             resource.as_str().to_owned()
         };
@@ -75,6 +96,7 @@ impl Channel {
                 }
             }
             Some("unavailable") if self.presence.remove(&item).is_some() => {
+                self.aliases.remove(&from.to_string());
                 self.unavailable(&item, &mut out);
             }
             // subscribe, subscribed, probe, unsubscribe...: roster bookkeeping of the user's
@@ -111,6 +133,23 @@ impl Channel {
         }
     }
 
+    /// After a change of 'JID Visibility': every online client goes offline under its old
+    /// encoded JID and comes back under the new one, with or without its real JID.
+    pub(super) fn presence_reannounce(&mut self, ctx: &mut Ctx<'_>, out: &mut Outcome) {
+        let items = std::mem::take(&mut self.presence);
+        self.aliases.clear();
+        for (item, (full, pres)) in items {
+            self.unavailable(&item, out);
+            let Ok(from) = full.parse::<Jid>() else {
+                continue;
+            };
+            let mut again = filtered(&pres, |c| !c.is("mix", NS_PRESENCE));
+            set_attr(&mut again, "from", &full);
+            let more = self.presence(&again, &from, ctx);
+            out.sends.extend(more.sends);
+        }
+    }
+
     /// XEP-0403 §3.5: a leaving participant's clients go offline.
     pub(super) fn presence_remove_all(
         &mut self,
@@ -126,15 +165,10 @@ impl Channel {
             .map(|(k, _)| k.clone())
             .collect();
         for item in gone {
-            self.presence.remove(&item);
+            if let Some((full, _)) = self.presence.remove(&item) {
+                self.aliases.remove(&full);
+            }
             self.unavailable(&item, out);
         }
     }
-}
-
-/// A stable stand-in for a resource (XEP-0404 §4.4: fixed while the item exists).
-fn anonymous_resource(resource: &str) -> String {
-    use sha1::{Digest, Sha1};
-    let digest = Sha1::digest(resource.as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }

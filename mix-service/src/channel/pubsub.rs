@@ -43,7 +43,12 @@ impl Channel {
         let aff = self.affiliation(&node, &bare);
         let actor = Actor::entity(&bare, aff);
         match (op.name(), ty) {
-            ("items", IqType::Get) => self.items(st, op, &node, actor),
+            ("items", IqType::Get) => {
+                // ADM-07: those who may change info or config get the editable form.
+                let editor = aff >= Affiliation::Publisher
+                    && matches!(node.as_str(), NODE_INFO | NODE_CONFIG);
+                self.items(st, op, &node, actor, editor)
+            }
             ("publish", IqType::Set) => {
                 let bare = bare.clone();
                 self.publish(st, op, &node, &bare, aff, ctx)
@@ -116,7 +121,14 @@ impl Channel {
         }
     }
 
-    fn items(&self, st: &Element, op: &Element, node: &str, actor: Actor<'_>) -> Outcome {
+    fn items(
+        &self,
+        st: &Element,
+        op: &Element,
+        node: &str,
+        actor: Actor<'_>,
+        editor: bool,
+    ) -> Outcome {
         let ids: Vec<String> = op
             .children()
             .filter(|c| c.name() == "item")
@@ -137,7 +149,10 @@ impl Channel {
                 let mut list = elem("items", NS_PUBSUB, &[("node", node)]);
                 for item in items {
                     let mut i = elem("item", NS_PUBSUB, &[("id", &item.id)]);
-                    if let Some(p) = parse(&item.payload) {
+                    if let Some(mut p) = parse(&item.payload) {
+                        if editor && p.is("x", NS_DATA) {
+                            set_attr(&mut p, "type", "form");
+                        }
                         i.append_child(p);
                     }
                     list.append_child(i);
@@ -195,6 +210,35 @@ impl Channel {
                         );
                     }
                     cfg.last_change_by = Some(bare.to_owned());
+                    if let Some(eol) = &cfg.end_of_life
+                        && cfg.end_of_life != self.config.end_of_life
+                    {
+                        // XEP-0369 §7.3.5: the channel is destroyed then; a time already
+                        // past would destroy it on the spot, so it is refused.
+                        match parse_datetime(eol) {
+                            Some(t) if t > ctx.now_us => {}
+                            Some(_) => {
+                                return Outcome::error(
+                                    st,
+                                    error(
+                                        ErrorType::Modify,
+                                        DefinedCondition::NotAcceptable,
+                                        "'End of Life' is in the past",
+                                    ),
+                                );
+                            }
+                            None => {
+                                return Outcome::error(
+                                    st,
+                                    error(
+                                        ErrorType::Modify,
+                                        DefinedCondition::NotAcceptable,
+                                        "'End of Life' must be an XEP-0082 dateTime",
+                                    ),
+                                );
+                            }
+                        }
+                    }
                     let stored = cfg.to_form("result");
                     new_config = Some(cfg);
                     (stamp, to_string(&stored))
@@ -239,7 +283,7 @@ impl Channel {
         out.writes.extend(self.pubsub_writes(fx.changes));
         self.notify(fx.notifications, ctx.ids, &mut out);
         if let Some(cfg) = new_config {
-            self.reconfigure(cfg, &mut out);
+            self.reconfigure(cfg, ctx, &mut out);
         }
         if node == NODE_BANNED {
             // XEP-0406 §3.4: banning removes matching participants at once.
@@ -299,8 +343,16 @@ impl Channel {
         x
     }
 
-    /// Apply a new configuration: the node set follows 'Nodes Present' and 'JID Visibility'.
-    fn reconfigure(&mut self, cfg: MixConfig, out: &mut Outcome) {
+    /// Apply a new configuration: the node set follows 'Nodes Present' and 'JID Visibility';
+    /// 'End of Life' goes to the store, where the expiry sweep finds it.
+    fn reconfigure(&mut self, cfg: MixConfig, ctx: &mut Ctx<'_>, out: &mut Outcome) {
+        if cfg.end_of_life != self.config.end_of_life {
+            out.writes.push(mam_store::Write::EndOfLife {
+                channel: self.name.clone(),
+                at_us: cfg.end_of_life.as_deref().and_then(parse_datetime),
+            });
+        }
+        let visibility_changed = cfg.jid_visibility != self.config.jid_visibility;
         self.config = cfg;
         let wanted = present_nodes(&self.config);
         let existing: Vec<String> = self.pubsub.nodes().map(|n| n.name.clone()).collect();
@@ -320,5 +372,24 @@ impl Channel {
                 out.writes.extend(self.pubsub_writes(fx.changes));
             }
         }
+        if visibility_changed {
+            self.visibility_changed(ctx, out);
+        }
+    }
+
+    /// XEP-0404 §5: participants whose 'JID Visibility' the new mode breaks are removed; the
+    /// others' items are rewritten (real JIDs out of, or back into, the participants node, the
+    /// jidmap filled) and their clients' presence is re-announced under the new resources.
+    fn visibility_changed(&mut self, ctx: &mut Ctx<'_>, out: &mut Outcome) {
+        let all: Vec<String> = self.participants.keys().cloned().collect();
+        for bare in &all {
+            let prefs = self.participants[bare].preferences.clone();
+            if self.preference_conflict(&prefs).is_some() {
+                self.remove_participant(bare, ctx, out);
+            } else {
+                self.publish_participant(bare, ctx, out);
+            }
+        }
+        self.presence_reannounce(ctx, out);
     }
 }
