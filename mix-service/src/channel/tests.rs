@@ -342,3 +342,654 @@ fn presence_is_distributed_from_the_encoded_jid() {
     );
     assert_eq!(condition(&run(&mut ch, &read)), "forbidden", "PRES-02");
 }
+
+/// The owner publishes a config form with these (field, value) pairs.
+fn configure(ch: &mut Channel, fields: &[(&str, &str)]) -> Outcome {
+    let fields: String = fields
+        .iter()
+        .map(|(f, v)| format!("<field var='{f}'><value>{v}</value></field>"))
+        .collect();
+    run(
+        ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='c' from='owner@x/o' to='{CH}'>\
+             <pubsub xmlns='{NS_PUBSUB}'><publish node='{NODE_CONFIG}'><item>\
+             <x xmlns='{NS_DATA}' type='submit'><field var='FORM_TYPE'><value>{NS_ADMIN}</value></field>\
+             {fields}</x></item></publish></pubsub></iq>"
+        ),
+    )
+}
+
+fn fanouts(out: &Outcome) -> Vec<(&Element, &Vec<String>)> {
+    out.sends
+        .iter()
+        .filter_map(|s| match s {
+            Send::Fanout { stanza, to } => Some((stanza, to)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn editors_get_the_config_form_to_fill_in_readers_the_result() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    let read = |from: &str, node: &str| {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='r' from='{from}' to='{CH}'>\
+             <pubsub xmlns='{NS_PUBSUB}'><items node='{node}'/></pubsub></iq>"
+        )
+    };
+    let form_type = |out: &Outcome| {
+        ones(out)[0]
+            .get_child("pubsub", NS_PUBSUB)
+            .and_then(|p| p.get_child("items", NS_PUBSUB))
+            .and_then(|i| i.get_child("item", NS_PUBSUB))
+            .and_then(|i| i.get_child("x", NS_DATA))
+            .and_then(|x| x.attr("type"))
+            .map(str::to_owned)
+    };
+    // ADM-07.
+    assert_eq!(
+        form_type(&run(&mut ch, &read("owner@x/o", NODE_CONFIG))).as_deref(),
+        Some("form")
+    );
+    assert_eq!(
+        form_type(&run(&mut ch, &read("owner@x/o", NODE_INFO))).as_deref(),
+        Some("form")
+    );
+    assert_eq!(
+        form_type(&run(&mut ch, &read("alice@x/a", NODE_INFO))).as_deref(),
+        Some("result")
+    );
+}
+
+#[test]
+fn invitations_admit_the_invitee_once_and_add_it_to_allowed() {
+    let mut ch = new_channel();
+    configure(
+        &mut ch,
+        &[(
+            "Nodes Present",
+            "participants</value><value>presence</value><value>information</value><value>allowed</value><value>banned",
+        )],
+    );
+    assert!(ch.pubsub.node(NODE_ALLOWED).is_some());
+    assert_eq!(
+        condition(&run(&mut ch, &join("carol@x/c", "carol"))),
+        "forbidden"
+    );
+    run(&mut ch, &join("alice@x/a", "alice"));
+    let invite = |from: &str, invitee: &str| {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='i' from='{from}' to='{CH}'>\
+             <invite xmlns='{NS_MISC}'><invitee>{invitee}</invitee></invite></iq>"
+        )
+    };
+    // A participant may not invite unless the channel says so; the owner may.
+    assert_eq!(
+        condition(&run(&mut ch, &invite("alice@x/a", "carol@x"))),
+        "forbidden"
+    );
+    let out = run(&mut ch, &invite("owner@x/o", "carol@x/desk"));
+    let inv = ones(&out)[0]
+        .get_child("invite", NS_MISC)
+        .and_then(|i| i.get_child("invitation", NS_MISC))
+        .expect("invitation")
+        .clone();
+    let text = |n: &str| {
+        inv.get_child(n, NS_MISC)
+            .map(|e| e.text())
+            .unwrap_or_default()
+    };
+    assert_eq!(text("inviter"), "owner@x");
+    assert_eq!(text("invitee"), "carol@x");
+    assert_eq!(text("channel"), CH);
+    assert!(
+        out.writes
+            .iter()
+            .any(|w| matches!(w, Write::Invitation { .. }))
+    );
+    let with_invitation = |from: &str, inv: &Element| {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='j' from='{from}' to='{CH}'>\
+             <join xmlns='{NS_CORE}'><subscribe node='{NODE_MESSAGES}'/><nick>n{}</nick>{}</join></iq>",
+            from.len(),
+            to_string(inv)
+        )
+    };
+    // Somebody else cannot use carol's invitation; a forged token does nothing.
+    assert_eq!(
+        condition(&run(&mut ch, &with_invitation("dave@x/d", &inv))),
+        "forbidden"
+    );
+    let mut forged = inv.clone();
+    forged.remove_child("token", NS_MISC);
+    forged.append_child(text_elem("token", NS_MISC, "guess"));
+    assert_eq!(
+        condition(&run(&mut ch, &with_invitation("carol@x/c", &forged))),
+        "forbidden"
+    );
+    let out = run(&mut ch, &with_invitation("carol@x/c", &inv));
+    assert_eq!(ones(&out)[0].attr("type"), Some("result"));
+    assert!(ch.participant("carol@x").is_some());
+    assert!(ch.listed(NODE_ALLOWED, "carol@x"), "§4: added to allowed");
+    assert!(out.writes.iter().any(|w| matches!(
+        w,
+        Write::Invitation { row, .. } if row.state == mam_store::InvitationState::Used
+    )));
+    // Used up: leaving and coming back with it again is a plain join (allowed now), but the
+    // token itself no longer validates.
+    run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='l' from='carol@x/c' to='{CH}'>\
+             <leave xmlns='{NS_CORE}'/></iq>"
+        ),
+    );
+    assert_eq!(
+        condition(&run(&mut ch, &with_invitation("carol@x/c", &inv))),
+        "forbidden"
+    );
+}
+
+#[test]
+fn participants_invite_only_where_the_channel_allows_it_and_bans_win() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    configure(
+        &mut ch,
+        &[(
+            "Participation Addition by Invitation from Participant",
+            "true",
+        )],
+    );
+    let out = run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='i' from='alice@x/a' to='{CH}'>\
+             <invite xmlns='{NS_MISC}'><invitee>bob@x</invitee></invite></iq>"
+        ),
+    );
+    assert_eq!(ones(&out)[0].attr("type"), Some("result"));
+    run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='b' from='owner@x/o' to='{CH}'>\
+             <pubsub xmlns='{NS_PUBSUB}'><publish node='{NODE_BANNED}'><item id='mallory@x'/></publish></pubsub></iq>"
+        ),
+    );
+    let out = run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='i' from='alice@x/a' to='{CH}'>\
+             <invite xmlns='{NS_MISC}'><invitee>mallory@x</invitee></invite></iq>"
+        ),
+    );
+    assert_eq!(condition(&out), "forbidden");
+    let out = run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='i' from='alice@x/a' to='{CH}'>\
+             <invite xmlns='{NS_MISC}'/></iq>"
+        ),
+    );
+    assert_eq!(condition(&out), "bad-request");
+}
+
+fn archived(ch: &Channel, out: &Outcome) -> mam_store::ArchiveRow {
+    let _ = ch;
+    out.writes
+        .iter()
+        .find_map(|w| match w {
+            Write::Archive(r) => Some(mam_store::ArchiveRow {
+                id: r.id.clone(),
+                ts: r.ts,
+                sender: r.sender.clone(),
+                stanza: r.stanza.clone(),
+                retracted: false,
+            }),
+            _ => None,
+        })
+        .expect("archived")
+}
+
+fn resolve(ch: &mut Channel, out: Outcome, found: Option<mam_store::ArchiveRow>) -> Outcome {
+    let lookup = out.lookup.expect("a lookup");
+    let mut ids = Counter(100);
+    let nicks = NickRegistry::default();
+    let mut ctx = Ctx {
+        now_us: 3_000_000,
+        ids: &mut ids,
+        nicks: &nicks,
+    };
+    ch.resolve(lookup, found, &mut ctx)
+}
+
+#[test]
+fn retraction_needs_the_rights_the_config_gives_and_leaves_a_tombstone() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    run(&mut ch, &join("bob@x/b", "bob"));
+    let sent = run(
+        &mut ch,
+        &format!(
+            "<message xmlns='jabber:component:accept' type='groupchat' id='m1' from='alice@x/a' to='{CH}'>\
+             <body>oops</body><origin-id xmlns='{NS_SID}' id='o1'/></message>"
+        ),
+    );
+    let original = archived(&ch, &sent);
+    let retract = |from: &str, body: &str| {
+        format!(
+            "<message xmlns='jabber:component:accept' type='groupchat' id='r1' from='{from}' to='{CH}'>\
+             <retract xmlns='{NS_RETRACT}' id='{}'/>{body}</message>",
+            original.id
+        )
+    };
+    // 'User Message Retraction' is off by default (XEP-0406).
+    let out = run(&mut ch, &retract("alice@x/a", "<body>retracted</body>"));
+    let refused = resolve(&mut ch, out, Some(original.clone()));
+    assert_eq!(condition(&refused), "forbidden");
+    assert!(refused.writes.is_empty());
+    configure(&mut ch, &[("User Message Retraction", "true")]);
+    // Someone else's message stays someone else's.
+    let out = run(&mut ch, &retract("bob@x/b", ""));
+    assert_eq!(
+        condition(&resolve(&mut ch, out, Some(original.clone()))),
+        "forbidden"
+    );
+    // Unknown ids, and ids already retracted, are item-not-found.
+    let out = run(&mut ch, &retract("alice@x/a", ""));
+    assert_eq!(condition(&resolve(&mut ch, out, None)), "item-not-found");
+
+    let out = run(&mut ch, &retract("alice@x/a", "<body>retracted</body>"));
+    let done = resolve(&mut ch, out, Some(original.clone()));
+    let tomb = done
+        .writes
+        .iter()
+        .find_map(|w| match w {
+            Write::Tombstone { id, stanza, .. } => Some((id.clone(), st(stanza))),
+            _ => None,
+        })
+        .expect("tombstone");
+    assert_eq!(tomb.0, original.id);
+    assert!(
+        tomb.1.get_child("body", NS_CLIENT).is_none(),
+        "the body is gone"
+    );
+    assert!(tomb.1.get_child("origin-id", NS_SID).is_some());
+    let retraction = archived(&ch, &done);
+    let r1 = tomb
+        .1
+        .get_child("retracted", NS_RETRACT)
+        .expect("0424 tombstone");
+    assert_eq!(r1.attr("id"), Some(retraction.id.as_str()));
+    assert_eq!(
+        tomb.1
+            .get_child("retracted", NS_MISC)
+            .and_then(|r| r.attr("by")),
+        Some("alice@x")
+    );
+    // Reflected to every messages subscriber, in both forms.
+    let (msg, to) = fanouts(&done)[0];
+    assert_eq!(to.len(), 2);
+    assert_eq!(
+        msg.get_child("retract", NS_RETRACT)
+            .and_then(|r| r.attr("id")),
+        Some(original.id.as_str())
+    );
+    assert_eq!(
+        msg.get_child("retract", NS_MISC).and_then(|r| r.attr("id")),
+        Some(original.id.as_str())
+    );
+    assert!(
+        st(&retraction.stanza)
+            .get_child("retract", NS_RETRACT)
+            .is_some()
+    );
+    // A retraction is not retracted in turn.
+    let out = run(
+        &mut ch,
+        &format!(
+            "<message xmlns='jabber:component:accept' type='groupchat' id='r2' from='alice@x/a' to='{CH}'>\
+             <retract xmlns='{NS_MISC}' id='{}'/></message>",
+            retraction.id
+        ),
+    );
+    assert_eq!(
+        condition(&resolve(&mut ch, out, Some(retraction))),
+        "not-acceptable"
+    );
+}
+
+#[test]
+fn mix_retractions_carry_no_body_and_moderation_is_for_admins() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    let sent = run(
+        &mut ch,
+        &format!(
+            "<message xmlns='jabber:component:accept' type='groupchat' id='m1' from='alice@x/a' to='{CH}'>\
+             <body>spam</body></message>"
+        ),
+    );
+    let original = archived(&ch, &sent);
+    let with_body = run(
+        &mut ch,
+        &format!(
+            "<message xmlns='jabber:component:accept' type='groupchat' id='r' from='alice@x/a' to='{CH}'>\
+             <retract xmlns='{NS_MISC}' id='{}'/><body>x</body></message>",
+            original.id
+        ),
+    );
+    assert_eq!(condition(&with_body), "bad-request");
+    assert!(with_body.lookup.is_none());
+    let moderate = |from: &str| {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='mod' from='{from}' to='{CH}'>\
+             <moderate xmlns='{NS_MODERATE}' id='{}'><retract xmlns='{NS_RETRACT}'/>\
+             <reason>spam</reason></moderate></iq>",
+            original.id
+        )
+    };
+    assert_eq!(
+        condition(&run(&mut ch, &moderate("alice@x/a"))),
+        "forbidden"
+    );
+    let out = run(&mut ch, &moderate("owner@x/o"));
+    let done = resolve(&mut ch, out, Some(original));
+    let (msg, _) = fanouts(&done)[0];
+    assert_eq!(msg.attr("from"), Some(CH), "XEP-0425: from the channel");
+    let r = msg.get_child("retract", NS_RETRACT).expect("retract");
+    assert!(r.get_child("moderated", NS_MODERATE).is_some());
+    assert_eq!(
+        r.get_child("reason", NS_RETRACT)
+            .map(|e| e.text())
+            .as_deref(),
+        Some("spam")
+    );
+    // The IQ result comes after the broadcast.
+    assert!(matches!(done.sends.last(), Some(Send::One(e)) if e.attr("type") == Some("result")));
+}
+
+#[test]
+fn private_messages_are_switched_to_the_real_jid_and_never_archived() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    run(&mut ch, &join("bob@x/b", "bob"));
+    let bob = ch.participant("bob@x").expect("bob").id.clone();
+    let alice = ch.participant("alice@x").expect("alice").id.clone();
+    let pm = |from: &str, to: &str, ty: &str| {
+        format!(
+            "<message xmlns='jabber:component:accept' type='{ty}' id='pm' from='{from}' to='{to}'>\
+             <body>psst</body><stanza-id xmlns='{NS_SID}' id='forged' by='{CH}'/></message>"
+        )
+    };
+    let out = run(&mut ch, &pm("alice@x/a", &format!("{bob}#{CH}"), "chat"));
+    assert!(out.writes.is_empty(), "ANON-04: not archived");
+    let m = ones(&out)[0];
+    assert_eq!(m.attr("to"), Some("bob@x"));
+    assert_eq!(m.attr("from"), Some(format!("{alice}#{CH}/a").as_str()));
+    assert!(
+        m.get_child("stanza-id", NS_SID).is_none(),
+        "forged id stripped"
+    );
+    assert_eq!(
+        condition(&run(
+            &mut ch,
+            &pm("alice@x/a", &format!("{bob}#{CH}"), "groupchat")
+        )),
+        "bad-request"
+    );
+    assert_eq!(
+        condition(&run(
+            &mut ch,
+            &pm("eve@x/e", &format!("{bob}#{CH}"), "chat")
+        )),
+        "forbidden"
+    );
+    assert_eq!(
+        condition(&run(
+            &mut ch,
+            &pm("alice@x/a", &format!("nobody#{CH}"), "chat")
+        )),
+        "item-not-found"
+    );
+    assert_eq!(
+        condition(&run(
+            &mut ch,
+            &pm("alice@x/a", &format!("{bob}#{CH}/offline"), "chat")
+        )),
+        "recipient-unavailable"
+    );
+    // Bob blocks private messages (XEP-0404 §5).
+    let prefs = run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='p' from='bob@x/b' to='{CH}'>\
+             <user-preference xmlns='{NS_ANON}'><x xmlns='{NS_DATA}' type='submit'>\
+             <field var='FORM_TYPE'><value>{NS_ANON}</value></field>\
+             <field var='Private Messages'><value>block</value></field></x></user-preference></iq>"
+        ),
+    );
+    let fields: Vec<_> = ones(&prefs)[0]
+        .get_child("user-preference", NS_ANON)
+        .and_then(|u| u.get_child("x", NS_DATA))
+        .expect("form")
+        .children()
+        .filter_map(|f| f.attr("var"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "FORM_TYPE",
+            "JID Visibility",
+            "Private Messages",
+            "vCard",
+            "Presence"
+        ],
+        "all preferences are listed"
+    );
+    assert!(prefs.writes.iter().any(|w| matches!(
+        w,
+        Write::Participant { row, .. } if row.preferences.get("Private Messages").map(String::as_str) == Some("block")
+    )));
+    assert_eq!(
+        condition(&run(
+            &mut ch,
+            &pm("alice@x/a", &format!("{bob}#{CH}"), "chat")
+        )),
+        "not-allowed"
+    );
+    configure(&mut ch, &[("Private Messages", "false")]);
+    assert_eq!(
+        condition(&run(
+            &mut ch,
+            &pm("bob@x/b", &format!("{alice}#{CH}"), "chat")
+        )),
+        "not-allowed"
+    );
+}
+
+#[test]
+fn iq_relay_goes_to_the_real_jid_and_the_answer_comes_back() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    run(&mut ch, &join("bob@x/b", "bob"));
+    let bob = ch.participant("bob@x").expect("bob").id.clone();
+    let alice = ch.participant("alice@x").expect("alice").id.clone();
+    run(
+        &mut ch,
+        &format!("<presence xmlns='jabber:component:accept' from='bob@x/b' to='{CH}'/>"),
+    );
+    let ping = format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='ping1' from='alice@x/a' to='{bob}#{CH}/b'>\
+         <ping xmlns='urn:xmpp:ping'/></iq>"
+    );
+    let out = run(&mut ch, &ping);
+    let fwd = ones(&out)[0].clone();
+    assert_eq!(fwd.attr("to"), Some("bob@x/b"));
+    assert_eq!(fwd.attr("from"), Some(format!("{alice}#{CH}/a").as_str()));
+    let relay_id = fwd.attr("id").expect("id").to_owned();
+    assert_ne!(relay_id, "ping1");
+    // Only the target may answer; the answer returns under the original id.
+    let answer = |from: &str| {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='result' id='{relay_id}' from='{from}' to='{alice}#{CH}/a'/>"
+        )
+    };
+    assert!(run(&mut ch, &answer("eve@x/e")).sends.is_empty());
+    let back = run(&mut ch, &answer("bob@x/b"));
+    let r = ones(&back)[0];
+    assert_eq!(r.attr("to"), Some("alice@x/a"));
+    assert_eq!(r.attr("id"), Some("ping1"));
+    assert_eq!(r.attr("from"), Some(format!("{bob}#{CH}/b").as_str()));
+    assert!(
+        run(&mut ch, &answer("bob@x/b")).sends.is_empty(),
+        "answered once"
+    );
+    // vCards only where the target allows them (XEP-0404 §5 default: block).
+    let vcard = format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='v' from='alice@x/a' to='{bob}#{CH}'>\
+         <vCard xmlns='vcard-temp'/></iq>"
+    );
+    assert_eq!(condition(&run(&mut ch, &vcard)), "forbidden");
+    let outsider = format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='o' from='eve@x/e' to='{bob}#{CH}/b'>\
+         <ping xmlns='urn:xmpp:ping'/></iq>"
+    );
+    assert_eq!(condition(&run(&mut ch, &outsider)), "forbidden");
+}
+
+#[test]
+fn switching_to_jid_hidden_rewrites_participants_and_removes_conflicting_preferences() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    let always = format!(
+        "<iq xmlns='jabber:component:accept' type='set' id='j' from='carol@x/c' to='{CH}'>\
+         <join xmlns='{NS_ANON}'><subscribe node='{NODE_MESSAGES}'/><nick>carol</nick>\
+         <x xmlns='{NS_DATA}' type='submit'><field var='FORM_TYPE'><value>{NS_ANON}</value></field>\
+         <field var='JID Visibility'><value>always</value></field></x></join></iq>"
+    );
+    let joined = run(&mut ch, &always);
+    let j = ones(&joined)[0]
+        .get_child("join", NS_ANON)
+        .expect("join result");
+    assert!(
+        j.get_child("x", NS_DATA).is_some(),
+        "the result lists the preferences"
+    );
+    let never = always.replace("always", "never").replace("carol", "dave");
+    assert_eq!(condition(&run(&mut ch, &never)), "not-acceptable");
+
+    let out = configure(&mut ch, &[("JID Visibility", "jid-hidden")]);
+    assert!(ch.is_hidden());
+    assert!(
+        ch.participant("carol@x").is_none(),
+        "'always' cannot hold in a hidden channel"
+    );
+    let alice = ch.participant("alice@x").expect("alice").id.clone();
+    let item = ch
+        .pubsub
+        .node(NODE_PARTICIPANTS)
+        .and_then(|n| n.item(&alice))
+        .and_then(|i| parse(&i.payload))
+        .expect("alice's item");
+    assert!(item.get_child("jid", NS_CORE).is_none(), "ANON-02");
+    assert!(
+        ch.pubsub
+            .node(NODE_JIDMAP)
+            .and_then(|n| n.item(&alice))
+            .is_some()
+    );
+    assert!(out.writes.iter().any(
+        |w| matches!(w, Write::Participant { row, .. } if row.jid == "carol@x" && !row.active)
+    ));
+}
+
+#[test]
+fn end_of_life_must_be_a_future_datetime_and_expires_the_channel() {
+    let mut ch = new_channel();
+    assert_eq!(
+        condition(&configure(&mut ch, &[("End of Life", "yesterday")])),
+        "not-acceptable"
+    );
+    assert_eq!(
+        condition(&configure(
+            &mut ch,
+            &[("End of Life", "1970-01-01T00:00:01Z")]
+        )),
+        "not-acceptable"
+    );
+    let out = configure(&mut ch, &[("End of Life", "1970-01-01T00:00:10Z")]);
+    assert!(out.writes.iter().any(|w| matches!(
+        w,
+        Write::EndOfLife {
+            at_us: Some(10_000_000),
+            ..
+        }
+    )));
+    assert!(!ch.expire(9_999_999).destroyed);
+    let gone = ch.expire(10_000_000);
+    assert!(gone.destroyed);
+    assert!(matches!(gone.writes[0], Write::DestroyChannel { .. }));
+}
+
+#[test]
+fn a_registered_nick_replaces_the_channel_nick_unless_taken_here() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    run(&mut ch, &join("bob@x/b", "bob"));
+    let mut ids = Counter(0);
+    let nicks = NickRegistry::default();
+    let mut ctx = Ctx {
+        now_us: 2_000_000,
+        ids: &mut ids,
+        nicks: &nicks,
+    };
+    let out = ch.nick_registered("alice@x", "witch", &mut ctx);
+    assert_eq!(
+        ch.participant("alice@x").and_then(|p| p.nick.as_deref()),
+        Some("witch")
+    );
+    assert!(
+        !fanouts(&out).is_empty(),
+        "participants node subscribers are told"
+    );
+    let out = ch.nick_registered("alice@x", "Bob", &mut ctx);
+    assert!(out.writes.is_empty());
+    assert_eq!(
+        ch.participant("alice@x").and_then(|p| p.nick.as_deref()),
+        Some("witch")
+    );
+}
+
+#[test]
+fn avatar_nodes_follow_nodes_present_and_the_update_rights() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    assert!(ch.pubsub.node(NODE_AVATAR_METADATA).is_none());
+    configure(
+        &mut ch,
+        &[(
+            "Nodes Present",
+            "participants</value><value>presence</value><value>information</value><value>banned</value><value>avatar",
+        )],
+    );
+    let publish = |from: &str| {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='a' from='{from}' to='{CH}'>\
+             <pubsub xmlns='{NS_PUBSUB}'><publish node='{NODE_AVATAR_METADATA}'><item id='abc'>\
+             <metadata xmlns='urn:xmpp:avatar:metadata'/></item></publish></pubsub></iq>"
+        )
+    };
+    assert_eq!(condition(&run(&mut ch, &publish("alice@x/a"))), "forbidden");
+    let ok = run(&mut ch, &publish("owner@x/o"));
+    assert_eq!(ones(&ok)[0].attr("type"), Some("result"));
+    let read = format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='r' from='alice@x/a' to='{CH}'>\
+         <pubsub xmlns='{NS_PUBSUB}'><items node='{NODE_AVATAR_METADATA}'/></pubsub></iq>"
+    );
+    assert_eq!(ones(&run(&mut ch, &read))[0].attr("type"), Some("result"));
+}
