@@ -61,26 +61,41 @@ impl Ids for RealIds {
     }
 }
 
-/// Serialise once, splice `to` per recipient (ARCHITECTURE "Serialise once").
+/// Largest buffer a fan-out is cut into. The link queue counts buffers, so this bounds what a
+/// full queue holds (queue length × this), while one buffer still carries many deliveries.
+const FANOUT_CHUNK: usize = 64 * 1024;
+
+/// Serialise once, splice `to` per recipient (ARCHITECTURE "Serialise once"); the copies are
+/// laid end to end in buffers of about [`FANOUT_CHUNK`] bytes, so a fan-out to 10,000
+/// participants is a few dozen queue items rather than 10,000.
 pub fn fanout_bytes(stanza: &Element, to: &[String]) -> Vec<Bytes> {
     const HOLE: &str = "mixd-to-hole-b3c1";
     let mut st = stanza.clone();
     mix_service::xml::set_attr(&mut st, "to", HOLE);
     let bytes = crate::xmlstream::to_bytes(&st);
-    let Some(at) = bytes.windows(HOLE.len()).position(|w| w == HOLE.as_bytes()) else {
+    let Some(at) = memchr::memmem::find(&bytes, HOLE.as_bytes()) else {
         return Vec::new();
     };
     let (head, tail) = (&bytes[..at], &bytes[at + HOLE.len()..]);
-    to.iter()
-        .map(|jid| {
-            let esc = crate::xmlstream::escape(jid);
-            let mut b = Vec::with_capacity(head.len() + esc.len() + tail.len());
-            b.extend_from_slice(head);
-            b.extend_from_slice(esc.as_bytes());
-            b.extend_from_slice(tail);
-            Bytes::from(b)
-        })
-        .collect()
+    let mut out = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    for jid in to {
+        // Escaping only lengthens: jid.len() is a lower bound, enough to decide the cut.
+        let one = head.len() + jid.len() + tail.len();
+        if !buf.is_empty() && buf.len() + one > FANOUT_CHUNK {
+            out.push(Bytes::from(std::mem::take(&mut buf)));
+        }
+        if buf.capacity() == 0 {
+            buf.reserve(FANOUT_CHUNK.max(one));
+        }
+        buf.extend_from_slice(head);
+        crate::xmlstream::escape_into(&mut buf, jid);
+        buf.extend_from_slice(tail);
+    }
+    if !buf.is_empty() {
+        out.push(Bytes::from(buf));
+    }
+    out
 }
 
 /// The live channels of the MIX face.
@@ -313,14 +328,17 @@ impl Task {
         for send in sends {
             match send {
                 Send::One(el) => self.send_el(&el).await,
-                Send::Fanout { stanza, to } => {
-                    metrics::counter!("mixd_stanzas_out_total", "domain" => "mix", "kind" => stanza.name().to_owned())
-                        .increment(to.len() as u64);
-                    for b in fanout_bytes(&stanza, &to) {
-                        self.out.send_bytes(b).await;
-                    }
-                }
+                Send::Fanout { stanza, to } => self.fan_out(&stanza, &to).await,
+                Send::Shared { stanza, to } => self.fan_out(&stanza, &to).await,
             }
+        }
+    }
+
+    async fn fan_out(&self, stanza: &Element, to: &[String]) {
+        metrics::counter!("mixd_stanzas_out_total", "domain" => "mix", "kind" => stanza.name().to_owned())
+            .increment(to.len() as u64);
+        for b in fanout_bytes(stanza, to) {
+            self.out.send_bytes(b).await;
         }
     }
 
@@ -389,22 +407,51 @@ impl Task {
 mod tests {
     use super::*;
 
+    /// The stanzas laid end to end in the buffers, in order.
+    fn stanzas(bufs: &[Bytes]) -> Vec<Element> {
+        let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        let wrapped = format!(
+            "<r xmlns='jabber:component:accept'>{}</r>",
+            std::str::from_utf8(&all).expect("utf8")
+        );
+        let r: Element = wrapped.parse().expect("xml");
+        r.children().cloned().collect()
+    }
+
     #[test]
     fn fanout_splices_each_recipient_into_one_serialisation() {
         let st: Element = "<message xmlns='jabber:component:accept' from='c@mix/1' type='groupchat'><body>a&amp;b</body></message>"
             .parse()
             .expect("xml");
         let out = fanout_bytes(&st, &["a@x/r".into(), "b&c@x".into()]);
-        assert_eq!(out.len(), 2);
-        for (b, to) in out.iter().zip(["a@x/r", "b&c@x"]) {
-            let parsed: Element = std::str::from_utf8(b).expect("utf8").parse().expect("xml");
-            assert_eq!(parsed.attr("to"), Some(to));
+        assert_eq!(out.len(), 1, "a small fan-out is one buffer");
+        let parsed = stanzas(&out);
+        assert_eq!(parsed.len(), 2);
+        for (p, to) in parsed.iter().zip(["a@x/r", "b&c@x"]) {
+            assert_eq!(p.attr("to"), Some(to));
             assert_eq!(
-                parsed
-                    .get_child("body", "jabber:component:accept")
+                p.get_child("body", "jabber:component:accept")
                     .map(|b| b.text()),
                 Some("a&b".into())
             );
         }
+    }
+
+    #[test]
+    fn a_large_fanout_is_cut_into_bounded_buffers_without_splitting_a_stanza() {
+        let st: Element = "<message xmlns='jabber:component:accept' from='c@mix/1' type='groupchat'><body>hello</body></message>"
+            .parse()
+            .expect("xml");
+        let to: Vec<String> = (0..5000).map(|i| format!("user{i}@example.org")).collect();
+        let out = fanout_bytes(&st, &to);
+        assert!(out.len() > 1);
+        assert!(out.iter().all(|b| b.len() <= FANOUT_CHUNK));
+        // Each buffer holds whole stanzas: it parses on its own.
+        for b in &out {
+            assert!(!stanzas(std::slice::from_ref(b)).is_empty());
+        }
+        let parsed = stanzas(&out);
+        assert_eq!(parsed.len(), 5000);
+        assert_eq!(parsed[4999].attr("to"), Some("user4999@example.org"));
     }
 }

@@ -31,6 +31,8 @@ pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 const BATCH: usize = 512;
 /// A whitespace keepalive after this much write silence, so a dead peer is noticed.
 const KEEPALIVE: Duration = Duration::from_secs(30);
+/// Buffers at least this large are written directly instead of gathered.
+const DIRECT_WRITE: usize = 16 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight replies before closing the stream.
@@ -349,11 +351,23 @@ async fn write_loop(mut wr: OwnedWriteHalf, rx: &mut mpsc::Receiver<Bytes>) -> s
             wr.shutdown().await?;
             return Ok(());
         }
+        // Small stanzas are gathered into one write; a large buffer (a fan-out chunk) goes out
+        // as it is rather than being copied again.
         buf.clear();
         for b in batch.drain(..) {
-            buf.extend_from_slice(&b);
+            if b.len() >= DIRECT_WRITE {
+                if !buf.is_empty() {
+                    wr.write_all(&buf).await?;
+                    buf.clear();
+                }
+                wr.write_all(&b).await?;
+            } else {
+                buf.extend_from_slice(&b);
+            }
         }
-        wr.write_all(&buf).await?;
+        if !buf.is_empty() {
+            wr.write_all(&buf).await?;
+        }
         metrics::counter!("mixd_link_writes_total").increment(1);
     }
 }

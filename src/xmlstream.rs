@@ -196,6 +196,18 @@ pub fn to_bytes(el: &Element) -> Vec<u8> {
 }
 
 /// Escape text for use inside an attribute value or element body written by hand.
+/// Append `s` escaped for an attribute value; the common case (nothing to escape) is one copy.
+pub fn escape_into(out: &mut Vec<u8>, s: &str) {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'\'' | b'"'))
+    {
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        out.extend_from_slice(escape(s).as_bytes());
+    }
+}
+
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

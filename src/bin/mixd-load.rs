@@ -32,6 +32,22 @@ struct Args {
     /// Messages in all.
     #[arg(long, default_value_t = 2000)]
     messages: usize,
+    /// Messages per second, paced; 0 sends them all at once (an open-loop burst, where the
+    /// latencies measure the queue behind the whole burst).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+/// CPU seconds (user + system) the process has used, from /proc (Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some((utime + stime) / 100.0)
 }
 
 const SECRET: &str = "load-secret";
@@ -196,9 +212,20 @@ async fn main() -> Result<()> {
 
     let total = args.messages;
     let expected = total * n;
+    let pid = child.id().unwrap_or(0);
+    let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
+    let rate = args.rate;
     let sender = tokio::spawn(async move {
         for i in 0..total {
+            if rate > 0 {
+                // Paced: message i leaves at i/rate seconds; flush what is due, then wait.
+                let due = Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    wr.flush().await?;
+                    tokio::time::sleep(wait).await;
+                }
+            }
             let s = i % m;
             let sent = start.elapsed().as_nanos();
             let msg = format!(
@@ -212,10 +239,14 @@ async fn main() -> Result<()> {
         Ok::<_, anyhow::Error>(wr)
     });
 
-    // Count deliveries; take latency from the copies for the probe participant u0.
+    // Count deliveries; take latency from the copies for the probe participant u0. Byte
+    // searches only: the tool must stay cheaper than what it measures.
+    let end_tag = memchr::memmem::Finder::new(b"</message>");
+    let probe = memchr::memmem::Finder::new(b"to='u0@load'");
+    let stamp = memchr::memmem::Finder::new(b"id='t");
     let mut delivered = 0usize;
     let mut latencies = Vec::with_capacity(total);
-    let mut pending = String::new();
+    let mut pending: Vec<u8> = Vec::with_capacity(1 << 21);
     while delivered < expected {
         let k = tokio::time::timeout(Duration::from_secs(60), rd.read(&mut chunk))
             .await
@@ -224,37 +255,53 @@ async fn main() -> Result<()> {
             bail!("mixd closed the stream");
         }
         let now = start.elapsed().as_nanos();
-        pending.push_str(&String::from_utf8_lossy(&chunk[..k]));
+        pending.extend_from_slice(&chunk[..k]);
         let mut consumed = 0;
-        while let Some(end) = pending[consumed..].find("</message>") {
-            let msg = &pending[consumed..consumed + end];
+        for end in end_tag.find_iter(&pending) {
+            let msg = &pending[consumed..end];
             delivered += 1;
-            if (msg.contains("to='u0@load'") || msg.contains("to=\"u0@load\""))
-                && let Some(t) = attr(msg, "xmlns='urn:xmpp:sid:0' id").or_else(|| {
-                    msg.split("id='t")
-                        .nth(1)
-                        .map(|r| r.chars().take_while(char::is_ascii_digit).collect())
-                })
-                && let Ok(sent) = t.trim_start_matches('t').parse::<u128>()
+            if probe.find(msg).is_some()
+                && let Some(at) = stamp.find(msg)
             {
-                latencies.push((now.saturating_sub(sent)) as f64 / 1e6);
+                let digits: Vec<u8> = msg[at + 5..]
+                    .iter()
+                    .copied()
+                    .take_while(u8::is_ascii_digit)
+                    .collect();
+                if let Some(sent) = std::str::from_utf8(&digits)
+                    .ok()
+                    .and_then(|d| d.parse::<u128>().ok())
+                {
+                    latencies.push((now.saturating_sub(sent)) as f64 / 1e6);
+                }
             }
-            consumed += end + "</message>".len();
+            consumed = end + b"</message>".len();
         }
         pending.drain(..consumed);
     }
     let elapsed = start.elapsed();
     let _ = sender.await;
+    let cpu = match (cpu_before, cpu_seconds(pid)) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => f64::NAN,
+    };
     latencies.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "participants={n} senders={m} messages={total} deliveries={delivered} elapsed={:.3}s \
-         deliveries/s={:.0} messages/s={:.0} latency_ms p50={:.2} p99={:.2} (from {} samples)",
+        "participants={n} senders={m} messages={total} rate={} deliveries={delivered} elapsed={:.3}s \
+         deliveries/s={:.0} messages/s={:.0} latency_ms p50={:.2} p99={:.2} (from {} samples) \
+         mixd_cpu={cpu:.2}s deliveries_per_mixd_cpu_second={:.0}",
+        if rate == 0 {
+            "burst".to_owned()
+        } else {
+            rate.to_string()
+        },
         elapsed.as_secs_f64(),
         delivered as f64 / elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
-        latencies.len()
+        latencies.len(),
+        delivered as f64 / cpu
     );
     child.kill().await.ok();
     std::fs::remove_dir_all(&data).ok();

@@ -89,14 +89,9 @@ impl Channel {
             body,
         }));
         // §7.1.7: one copy per messages-node subscriber, the sender included.
-        let subscribers = self
-            .pubsub
-            .node(NODE_MESSAGES)
-            .map(|n| n.subscribers())
-            .unwrap_or_default();
-        let to = self.audience(&subscribers);
+        let to = self.messages_audience();
         if !to.is_empty() {
-            out.sends.push(Send::Fanout {
+            out.sends.push(Send::Shared {
                 stanza: reflected,
                 to,
             });

@@ -18,6 +18,7 @@ mod pubsub;
 mod retract;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use jid::{BareJid, Jid};
 use mam_store::{ChannelState, InvitationRow, ParticipantRow, Write};
@@ -89,6 +90,12 @@ pub enum Send {
     Fanout {
         stanza: Element,
         to: Vec<String>,
+    },
+    /// A fan-out to an audience the channel keeps between stanzas (the messages node's), so
+    /// the list is not rebuilt per message.
+    Shared {
+        stanza: Element,
+        to: Arc<[String]>,
     },
 }
 
@@ -174,6 +181,9 @@ pub struct Channel {
     invitations: HashMap<String, InvitationRow>,
     /// XEP-0403 §3.6 IQs relayed and not yet answered, by the id the channel gave them.
     relays: HashMap<String, private::Relay>,
+    /// Where messages go (the messages node's subscribers' addresses), kept until a stanza
+    /// changes persistent state (every change of subscriptions or participants is a write).
+    messages_audience: Option<Arc<[String]>>,
 }
 
 /// The standard nodes and how the pubsub engine should treat each.
@@ -327,6 +337,7 @@ impl Channel {
             aliases: HashMap::new(),
             invitations: HashMap::new(),
             relays: HashMap::new(),
+            messages_audience: None,
         }
     }
 
@@ -494,6 +505,21 @@ impl Channel {
         subscribers.iter().flat_map(|s| self.addresses(s)).collect()
     }
 
+    /// The messages node's audience, from the cache when nothing changed since it was built.
+    fn messages_audience(&mut self) -> Arc<[String]> {
+        if let Some(a) = &self.messages_audience {
+            return a.clone();
+        }
+        let subscribers = self
+            .pubsub
+            .node(NODE_MESSAGES)
+            .map(|n| n.subscribers())
+            .unwrap_or_default();
+        let a: Arc<[String]> = self.audience(&subscribers).into();
+        self.messages_audience = Some(a.clone());
+        a
+    }
+
     /// Render pubsub notifications as event messages from the channel (XEP-0060 §7.1.2.1).
     fn notify(&self, notifications: Vec<Notification>, ids: &mut dyn Ids, out: &mut Outcome) {
         for n in notifications {
@@ -541,14 +567,22 @@ impl Channel {
             .and_then(|t| t.parse::<Jid>().ok())
             .and_then(|t| t.node().map(|n| n.as_str().contains('#')))
             .unwrap_or(false);
-        match st.name() {
+        let out = match st.name() {
             "iq" if encoded => self.relay_iq(st, &from, ctx),
             "iq" => self.iq(st, &from, ctx),
             "message" if encoded => self.private_message(st, &from, ctx),
             "message" => self.message(st, &from, ctx),
             "presence" => self.presence(st, &from, ctx),
             _ => Outcome::default(),
+        };
+        if out
+            .writes
+            .iter()
+            .any(|w| !matches!(w, Write::Archive(_) | Write::Tombstone { .. }))
+        {
+            self.messages_audience = None;
         }
+        out
     }
 
     fn iq(&mut self, st: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> Outcome {

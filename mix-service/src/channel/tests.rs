@@ -154,10 +154,10 @@ fn messages_are_archived_and_reflected_with_mix_and_stanza_id() {
     };
     assert_eq!(rec.sender, "alice@x");
     assert!(!rec.stanza.contains("forged") && !rec.stanza.contains("evil"));
-    let Send::Fanout { stanza, to } = &out.sends[0] else {
+    let Send::Shared { stanza, to } = &out.sends[0] else {
         panic!("fan-out")
     };
-    assert_eq!(to, &["alice@x/a".to_owned(), "bob@y".to_owned()]);
+    assert_eq!(&to[..], ["alice@x/a".to_owned(), "bob@y".to_owned()]);
     let pid = ch.participant("alice@x").expect("p").id.clone();
     assert_eq!(stanza.attr("from"), Some(format!("{CH}/{pid}").as_str()));
     assert_eq!(
@@ -992,4 +992,33 @@ fn avatar_nodes_follow_nodes_present_and_the_update_rights() {
          <pubsub xmlns='{NS_PUBSUB}'><items node='{NODE_AVATAR_METADATA}'/></pubsub></iq>"
     );
     assert_eq!(ones(&run(&mut ch, &read))[0].attr("type"), Some("result"));
+}
+
+#[test]
+fn the_kept_message_audience_follows_joins_leaves_and_subscriptions() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    let say = format!(
+        "<message xmlns='jabber:component:accept' type='groupchat' id='m' from='alice@x/a' to='{CH}'><body>hi</body></message>"
+    );
+    let audience = |out: &Outcome| match &out.sends[0] {
+        Send::Shared { to, .. } => to.to_vec(),
+        other => panic!("not a shared fan-out: {other:?}"),
+    };
+    assert_eq!(audience(&run(&mut ch, &say)), ["alice@x/a"]);
+    run(&mut ch, &join("bob@y", "bob"));
+    assert_eq!(audience(&run(&mut ch, &say)), ["alice@x/a", "bob@y"]);
+    run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='u' from='bob@y' to='{CH}'>\
+             <update-subscription xmlns='{NS_CORE}'><unsubscribe node='{NODE_MESSAGES}'/></update-subscription></iq>"
+        ),
+    );
+    assert_eq!(audience(&run(&mut ch, &say)), ["alice@x/a"]);
+    run(&mut ch, &join("alice@x/laptop", "alice"));
+    assert_eq!(
+        audience(&run(&mut ch, &say)),
+        ["alice@x/a", "alice@x/laptop"]
+    );
 }
