@@ -232,6 +232,9 @@ impl Task {
             tracing::error!(channel = %self.name, error = %e, "initialising channel nodes failed");
             return;
         }
+        for probe in channel.startup_probes() {
+            self.send_el(&probe).await;
+        }
         let mut ids = RealIds;
         let mut batch = Vec::with_capacity(BATCH);
         loop {

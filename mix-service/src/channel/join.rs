@@ -118,6 +118,21 @@ impl Channel {
             .map_err(pubsub_error)
     }
 
+    /// The stable id of `bare` in this channel, given now if it has none (XEP-0369 §5.1:
+    /// unique, kept after leaving, never reused).
+    pub(super) fn stable_id(&mut self, bare: &str, ctx: &mut Ctx<'_>) -> String {
+        if let Some(id) = self.ids.get(bare) {
+            return id.clone();
+        }
+        let mut id = ctx.ids.participant_id();
+        while self.by_id.contains_key(&id) || id.contains(['#', '/', '@']) {
+            id = ctx.ids.participant_id();
+        }
+        self.ids.insert(bare.to_owned(), id.clone());
+        self.by_id.insert(id.clone(), bare.to_owned());
+        id
+    }
+
     /// XEP-0407 §5: a nick newly registered with the service becomes the participant's nick
     /// here, unless another participant of this channel holds it.
     pub fn nick_registered(&mut self, bare: &str, nick: &str, ctx: &mut Ctx<'_>) -> Outcome {
@@ -258,18 +273,7 @@ impl Channel {
         // §7.1.2: subscriptions first, then the participant item, then the result.
         let mut out = Outcome::default();
         let was_participant = existing.is_some();
-        let id = match self.ids.get(&bare) {
-            Some(id) => id.clone(),
-            None => {
-                let mut id = ctx.ids.participant_id();
-                while self.by_id.contains_key(&id) || id.contains(['#', '/', '@']) {
-                    id = ctx.ids.participant_id();
-                }
-                self.ids.insert(bare.clone(), id.clone());
-                self.by_id.insert(id.clone(), bare.clone());
-                id
-            }
-        };
+        let id = self.stable_id(&bare, ctx);
         let mut participant = existing.unwrap_or(Participant {
             id: id.clone(),
             jid: bare.clone(),

@@ -46,6 +46,18 @@ impl Channel {
                 ),
             );
         };
+        // XEP-0406 'Participants Must Provide Presence': a participant with no client online
+        // in the channel's presence node is not heard until it shares presence.
+        if self.config.participants_must_provide_presence && !self.is_online(&bare) {
+            return Outcome::error(
+                st,
+                error(
+                    ErrorType::Modify,
+                    DefinedCondition::NotAcceptable,
+                    "this channel requires presence: send your presence to the channel first",
+                ),
+            );
+        }
         if let Some(out) = self.retraction(st, &bare) {
             return out;
         }

@@ -4,7 +4,7 @@
 use jid::Jid;
 use minidom::Element;
 
-use super::{Channel, Ctx, Outcome, Send};
+use super::{Channel, Ctx, Outcome, Role, Send};
 use crate::stanza::NS_STANZA;
 use crate::xml::*;
 
@@ -47,11 +47,25 @@ impl Channel {
         if self.pubsub.node(NODE_PRESENCE).is_none() {
             return Outcome::default();
         }
-        let Some(p) = self.participants.get(&bare).cloned() else {
-            // XEP-0406 'Open Presence' off: only participants register presence. Presence is
-            // never answered with an error here (subscription handshakes from rosters arrive
-            // too, PRES-12).
-            return Outcome::default();
+        // XEP-0406 'Open Presence': off (the default), only participants register presence;
+        // on, anyone not banned (and allowed, where there is an allowed node) may, under a
+        // stable id of its own. Presence is never answered with an error here (subscription
+        // handshakes from rosters arrive too, PRES-12).
+        let mut out = Outcome::default();
+        let (id, nick) = match self.participants.get(&bare) {
+            Some(p) => (p.id.clone(), p.nick.clone()),
+            None if self.config.open_presence
+                && self.role(&bare) >= Role::Allowed
+                && !self.is_hidden() =>
+            {
+                let known = self.ids.contains_key(&bare);
+                let id = self.stable_id(&bare, ctx);
+                if !known {
+                    out.writes.extend(self.participant_row(&bare, false));
+                }
+                (id, None)
+            }
+            None => return out,
         };
         let channel = self.jid.to_string();
         // XEP-0404 §4.4: a JID-hidden channel must not leak the real resource.
@@ -70,8 +84,7 @@ impl Channel {
         } else {
             resource.as_str().to_owned()
         };
-        let item = format!("{}#{channel}/{res}", p.id);
-        let mut out = Outcome::default();
+        let item = format!("{id}#{channel}/{res}");
         match ty {
             None => {
                 let mut pres = elem("presence", NS_STANZA, &[("from", &item)]);
@@ -85,7 +98,7 @@ impl Channel {
                 if !self.is_hidden() {
                     mix.append_child(text_elem("jid", NS_PRESENCE, &from.to_string()));
                 }
-                if let Some(n) = &p.nick {
+                if let Some(n) = &nick {
                     mix.append_child(text_elem("nick", NS_PRESENCE, n));
                 }
                 pres.append_child(mix);
@@ -131,6 +144,39 @@ impl Channel {
                 to: to.to_vec(),
             });
         }
+    }
+
+    /// Whether any client of `bare` has a presence item.
+    pub(super) fn is_online(&self, bare: &str) -> bool {
+        let prefix = format!("{bare}/");
+        self.presence
+            .values()
+            .any(|(full, _)| full.starts_with(&prefix))
+    }
+
+    /// XEP-0403 §3.7 (PRES-08): a channel that starts (here: is loaded into memory) has no
+    /// presence items; it probes each participant's bare JID, and the answers from the users'
+    /// servers rebuild the node. Not to those whose preference is 'Presence' = 'not share'
+    /// (XEP-0404 §5).
+    pub fn startup_probes(&self) -> Vec<Element> {
+        if self.pubsub.node(NODE_PRESENCE).is_none() {
+            return Vec::new();
+        }
+        let channel = self.jid.to_string();
+        self.participants
+            .values()
+            .filter(|p| {
+                super::preferences::preference(&p.preferences, super::preferences::PRESENCE)
+                    != "not share"
+            })
+            .map(|p| {
+                elem(
+                    "presence",
+                    NS_STANZA,
+                    &[("from", &channel), ("to", &p.jid), ("type", "probe")],
+                )
+            })
+            .collect()
     }
 
     /// After a change of 'JID Visibility': every online client goes offline under its old

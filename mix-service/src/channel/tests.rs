@@ -1022,3 +1022,67 @@ fn the_kept_message_audience_follows_joins_leaves_and_subscriptions() {
         ["alice@x/a", "alice@x/laptop"]
     );
 }
+
+#[test]
+fn a_loaded_channel_probes_participants_unless_they_keep_presence_to_themselves() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    run(&mut ch, &join("bob@y", "bob"));
+    run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='p' from='bob@y' to='{CH}'>\
+             <user-preference xmlns='{NS_ANON}'><x xmlns='{NS_DATA}' type='submit'>\
+             <field var='FORM_TYPE'><value>{NS_ANON}</value></field>\
+             <field var='Presence'><value>not share</value></field></x></user-preference></iq>"
+        ),
+    );
+    let probes = ch.startup_probes();
+    assert_eq!(probes.len(), 1);
+    assert_eq!(probes[0].attr("type"), Some("probe"));
+    assert_eq!(probes[0].attr("to"), Some("alice@x"));
+    assert_eq!(probes[0].attr("from"), Some(CH));
+}
+
+#[test]
+fn open_presence_lets_outsiders_register_and_mandatory_presence_gates_messages() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    let j = format!(
+        "<iq xmlns='jabber:component:accept' type='set' id='j' from='bob@x/b' to='{CH}'>\
+         <join xmlns='{NS_CORE}'><subscribe node='{NODE_PRESENCE}'/><nick>bob</nick></join></iq>"
+    );
+    run(&mut ch, &j);
+    let outsider = format!("<presence xmlns='jabber:component:accept' from='eve@x/e' to='{CH}'/>");
+    assert!(
+        run(&mut ch, &outsider).sends.is_empty(),
+        "'Open Presence' off: ignored"
+    );
+    configure(&mut ch, &[("Open Presence", "true")]);
+    let out = run(&mut ch, &outsider);
+    let (pres, to) = fanouts(&out)[0];
+    assert_eq!(to, &["bob@x/b".to_owned()]);
+    let from = pres.attr("from").expect("from");
+    assert!(from.ends_with(&format!("#{CH}/e")), "{from}");
+    assert!(
+        ch.participant("eve@x").is_none(),
+        "presence does not make a participant"
+    );
+    assert!(
+        out.writes.iter().any(
+            |w| matches!(w, Write::Participant { row, .. } if row.jid == "eve@x" && !row.active)
+        ),
+        "the stable id is kept"
+    );
+
+    configure(&mut ch, &[("Participants Must Provide Presence", "true")]);
+    let say = format!(
+        "<message xmlns='jabber:component:accept' type='groupchat' id='m' from='alice@x/a' to='{CH}'><body>hi</body></message>"
+    );
+    assert_eq!(condition(&run(&mut ch, &say)), "not-acceptable");
+    run(
+        &mut ch,
+        &format!("<presence xmlns='jabber:component:accept' from='alice@x/a' to='{CH}'/>"),
+    );
+    assert!(matches!(run(&mut ch, &say).sends[0], Send::Shared { .. }));
+}
