@@ -195,36 +195,44 @@ impl Task {
         }
     }
 
+    /// Close the inbox first (nothing more comes), then answer whatever the router had already
+    /// queued with this error.
+    async fn close_refusing(
+        &self,
+        rx: &mut mpsc::Receiver<ChannelMsg>,
+        condition: DefinedCondition,
+        ty: ErrorType,
+        text: &str,
+    ) {
+        rx.close();
+        while let Some(m) = rx.recv().await {
+            self.refuse(&m, condition.clone(), ty.clone(), text).await;
+        }
+    }
+
     async fn run(self, mut rx: mpsc::Receiver<ChannelMsg>) {
         let state = match self.store.load_channel(&self.name).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(channel = %self.name, error = %e, "loading a channel failed");
-                rx.close();
-                while let Some(m) = rx.recv().await {
-                    self.refuse(
-                        &m,
-                        DefinedCondition::InternalServerError,
-                        ErrorType::Wait,
-                        "",
-                    )
-                    .await;
-                }
+                self.close_refusing(
+                    &mut rx,
+                    DefinedCondition::InternalServerError,
+                    ErrorType::Wait,
+                    "",
+                )
+                .await;
                 return;
             }
         };
         let Some(state) = state else {
-            // Close first: whatever the router already queued is answered, nothing more comes.
-            rx.close();
-            while let Some(m) = rx.recv().await {
-                self.refuse(
-                    &m,
-                    DefinedCondition::ItemNotFound,
-                    ErrorType::Cancel,
-                    "no such channel",
-                )
-                .await;
-            }
+            self.close_refusing(
+                &mut rx,
+                DefinedCondition::ItemNotFound,
+                ErrorType::Cancel,
+                "no such channel",
+            )
+            .await;
             return;
         };
         let (mut channel, init) = Channel::load(state, &self.domain, now_us());
@@ -312,16 +320,13 @@ impl Task {
             }
             if destroyed {
                 tracing::info!(channel = %self.name, "channel destroyed");
-                rx.close();
-                while let Some(m) = rx.recv().await {
-                    self.refuse(
-                        &m,
-                        DefinedCondition::ItemNotFound,
-                        ErrorType::Cancel,
-                        "no such channel",
-                    )
-                    .await;
-                }
+                self.close_refusing(
+                    &mut rx,
+                    DefinedCondition::ItemNotFound,
+                    ErrorType::Cancel,
+                    "no such channel",
+                )
+                .await;
                 return;
             }
         }
