@@ -264,24 +264,12 @@ impl Router {
                         tracing::info!(channel = %name, owner = %bare, "channel created");
                         self.send(Face::Mix, &create_result(st, &name)).await
                     }
-                    Err(mam_store::StoreError::Conflict(_)) => {
-                        self.reply_error(
-                            Face::Mix,
-                            st,
-                            error(
-                                ErrorType::Cancel,
-                                DefinedCondition::Conflict,
-                                "a channel of that name exists",
-                            ),
-                        )
-                        .await
-                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "creating a channel failed");
-                        self.reply_error(
-                            Face::Mix,
+                        self.refuse_write(
                             st,
-                            error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
+                            e,
+                            "creating a channel",
+                            "a channel of that name exists",
                         )
                         .await
                     }
@@ -344,30 +332,39 @@ impl Router {
                             }
                         }
                     }
-                    Err(mam_store::StoreError::Conflict(_)) => {
-                        self.reply_error(
-                            Face::Mix,
-                            st,
-                            error(
-                                ErrorType::Cancel,
-                                DefinedCondition::Conflict,
-                                "that nick is registered to someone else",
-                            ),
-                        )
-                        .await
-                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "registering a nick failed");
-                        self.reply_error(
-                            Face::Mix,
+                        self.refuse_write(
                             st,
-                            error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
+                            e,
+                            "registering a nick",
+                            "that nick is registered to someone else",
                         )
                         .await
                     }
                 }
             }
         }
+    }
+
+    /// A service write that failed: a uniqueness conflict is the requester's `conflict`
+    /// (XEP-0369 §7.3.2, XEP-0407 §5), anything else the service's fault.
+    async fn refuse_write(
+        &self,
+        st: &Element,
+        e: mam_store::StoreError,
+        doing: &str,
+        conflict: &str,
+    ) {
+        let err = match e {
+            mam_store::StoreError::Conflict(_) => {
+                error(ErrorType::Cancel, DefinedCondition::Conflict, conflict)
+            }
+            e => {
+                tracing::error!(error = %e, "{doing} failed");
+                error(ErrorType::Wait, DefinedCondition::InternalServerError, "")
+            }
+        };
+        self.reply_error(Face::Mix, st, err).await
     }
 
     async fn for_channel(&mut self, face: Face, name: &str, st: Element) {
