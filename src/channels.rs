@@ -387,6 +387,22 @@ impl Task {
     }
 
     async fn answer_query(&self, req: &mam::MamRequest) {
+        if req.kind == mam::MamKind::Metadata {
+            let q = &req.query;
+            match self.store.archive_bounds(&q.channel, &q.node).await {
+                Ok(b) => self.send_el(&mam::metadata(req, b.as_ref())).await,
+                Err(e) => {
+                    tracing::error!(channel = %self.name, error = %e, "archive metadata failed");
+                    if let Some(reply) = error_reply(
+                        &req.iq,
+                        error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
+                    ) {
+                        self.send_el(&reply).await;
+                    }
+                }
+            }
+            return;
+        }
         match self.store.archive_page(&req.query).await {
             Ok(page) => {
                 for el in mam::results(req, &page) {

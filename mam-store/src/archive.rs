@@ -36,7 +36,28 @@ pub struct ArchiveQuery {
     pub end: Option<i64>,
     /// Bare JID of the sender.
     pub with: Option<String>,
+    /// Only these archive ids (XEP-0313 `ids`); every one must exist.
+    pub ids: Vec<String>,
+    /// Words that must all occur in the body (XEP-0431).
+    pub fulltext: Option<String>,
     pub max: usize,
+}
+
+/// The first and last entries of a node's archive (XEP-0313 §6 metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveBounds {
+    pub first: (String, i64),
+    pub last: (String, i64),
+}
+
+/// An FTS5 query that matches rows containing every word of `text`, with the user's text
+/// quoted so none of it is read as FTS5 syntax. `None` when there are no words.
+fn fts5_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// One row of a result page.
@@ -58,6 +79,22 @@ pub struct ArchivePage {
 
 type Row = (i64, String, i64, String, String, bool);
 
+fn page(rows: Vec<Row>, complete: bool) -> ArchivePage {
+    ArchivePage {
+        rows: rows
+            .into_iter()
+            .map(|(_, id, ts, sender, stanza, retracted)| ArchiveRow {
+                id,
+                ts,
+                sender,
+                stanza,
+                retracted,
+            })
+            .collect(),
+        complete,
+    }
+}
+
 impl Store {
     async fn archive_seq(&self, q: &ArchiveQuery, id: &str) -> Result<i64, StoreError> {
         let row: Option<(i64,)> = on_pool!(self, p => sqlx::query_as(
@@ -78,10 +115,45 @@ impl Store {
             None => None,
         };
         let limit = i64::try_from(q.max.saturating_add(1)).unwrap_or(i64::MAX);
+        if !q.ids.is_empty() {
+            return self.archive_by_ids(q, after, before).await;
+        }
+        let fulltext = q
+            .fulltext
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let postgres = matches!(self.pool, crate::Pool::Pg(_));
+        let fts5 = match fulltext {
+            Some(t) if !postgres => match fts5_query(t) {
+                Some(f) => Some(f),
+                None => {
+                    return Ok(ArchivePage {
+                        rows: Vec::new(),
+                        complete: true,
+                    });
+                }
+            },
+            _ => None,
+        };
         let mut rows: Vec<Row> = on_pool!(self, p => {
-            let mut b = sqlx::QueryBuilder::new(
-                "SELECT seq, id, ts, sender, stanza, retracted FROM archive WHERE channel = ");
+            let mut b = if let Some(f) = &fts5 {
+                // Driven by the FTS5 index in rowid (= seq) order, so "the latest N matches"
+                // stops after N+1 of them, whatever the archive's size.
+                let mut b = sqlx::QueryBuilder::new(
+                    "SELECT archive.seq AS seq, id, ts, sender, stanza, retracted \
+                     FROM archive_fts JOIN archive ON archive.seq = archive_fts.rowid \
+                     WHERE archive_fts MATCH ");
+                b.push_bind(f).push(" AND channel = ");
+                b
+            } else {
+                sqlx::QueryBuilder::new(
+                    "SELECT seq, id, ts, sender, stanza, retracted FROM archive WHERE channel = ")
+            };
             b.push_bind(&q.channel).push(" AND node = ").push_bind(&q.node);
+            if let (Some(t), true) = (fulltext, postgres) {
+                b.push(" AND body_tsv @@ plainto_tsquery('simple', ").push_bind(t).push(")");
+            }
             if let Some(s) = after {
                 b.push(" AND seq > ").push_bind(s);
             }
@@ -106,19 +178,69 @@ impl Store {
         if q.backwards {
             rows.reverse();
         }
-        Ok(ArchivePage {
-            rows: rows
-                .into_iter()
-                .map(|(_, id, ts, sender, stanza, retracted)| ArchiveRow {
-                    id,
-                    ts,
-                    sender,
-                    stanza,
-                    retracted,
+        Ok(page(rows, complete))
+    }
+
+    /// XEP-0313 `ids`: exactly these entries (in archive order), each of which must exist;
+    /// the other filters and the paging still apply to them.
+    async fn archive_by_ids(
+        &self,
+        q: &ArchiveQuery,
+        after: Option<i64>,
+        before: Option<i64>,
+    ) -> Result<ArchivePage, StoreError> {
+        let mut rows: Vec<Row> = on_pool!(self, p => {
+            let mut b = sqlx::QueryBuilder::new(
+                "SELECT seq, id, ts, sender, stanza, retracted FROM archive WHERE channel = ");
+            b.push_bind(&q.channel).push(" AND node = ").push_bind(&q.node).push(" AND id IN (");
+            let mut sep = b.separated(", ");
+            for id in &q.ids {
+                sep.push_bind(id);
+            }
+            b.push(") ORDER BY seq");
+            b.build_query_as::<Row>().fetch_all(p).await
+        })?;
+        if let Some(missing) = q.ids.iter().find(|id| !rows.iter().any(|r| &r.1 == *id)) {
+            return Err(StoreError::UnknownId(missing.clone()));
+        }
+        let fulltext = q.fulltext.as_deref().map(str::to_lowercase);
+        rows.retain(|(seq, _, ts, sender, stanza, _)| {
+            after.is_none_or(|a| *seq > a)
+                && before.is_none_or(|b| *seq < b)
+                && q.start.is_none_or(|t| *ts >= t)
+                && q.end.is_none_or(|t| *ts <= t)
+                && q.with.as_ref().is_none_or(|w| w == sender)
+                && fulltext.as_ref().is_none_or(|f| {
+                    let s = stanza.to_lowercase();
+                    f.split_whitespace().all(|w| s.contains(w))
                 })
-                .collect(),
-            complete,
-        })
+        });
+        // Rows are in archive order; a backwards page is the last `max` of them.
+        let complete = rows.len() <= q.max;
+        if q.backwards {
+            let extra = rows.len().saturating_sub(q.max);
+            rows.drain(..extra);
+        } else {
+            rows.truncate(q.max);
+        }
+        Ok(page(rows, complete))
+    }
+
+    /// The first and last entries of a node's archive; `None` when it is empty.
+    pub async fn archive_bounds(
+        &self,
+        channel: &str,
+        node: &str,
+    ) -> Result<Option<ArchiveBounds>, StoreError> {
+        let first: Option<(String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, ts FROM archive WHERE channel = $1 AND node = $2 ORDER BY seq ASC LIMIT 1")
+            .bind(channel).bind(node).fetch_optional(p).await)?;
+        let last: Option<(String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, ts FROM archive WHERE channel = $1 AND node = $2 ORDER BY seq DESC LIMIT 1")
+            .bind(channel).bind(node).fetch_optional(p).await)?;
+        Ok(first
+            .zip(last)
+            .map(|(first, last)| ArchiveBounds { first, last }))
     }
 
     /// One archived stanza by id (for retraction rights).
@@ -255,5 +377,138 @@ mod tests {
             .expect("by id")
             .expect("found");
         assert_eq!(one.sender, "a@x");
+    }
+
+    #[tokio::test]
+    async fn ids_select_exactly_those_entries_and_every_one_must_exist() {
+        let (store, _d) = filled(7).await;
+        let page = store
+            .archive_page(&ArchiveQuery {
+                ids: vec!["id005".into(), "id001".into(), "id003".into()],
+                ..q(10)
+            })
+            .await
+            .expect("ids");
+        assert_eq!(ids(&page), ["id001", "id003", "id005"], "archive order");
+        assert!(page.complete);
+        let paged = store
+            .archive_page(&ArchiveQuery {
+                ids: vec!["id005".into(), "id001".into(), "id003".into()],
+                backwards: true,
+                ..q(2)
+            })
+            .await
+            .expect("last page of ids");
+        assert_eq!(ids(&paged), ["id003", "id005"]);
+        assert!(!paged.complete);
+        let missing = store
+            .archive_page(&ArchiveQuery {
+                ids: vec!["id001".into(), "nope".into()],
+                ..q(10)
+            })
+            .await;
+        assert!(matches!(missing, Err(StoreError::UnknownId(id)) if id == "nope"));
+    }
+
+    #[tokio::test]
+    async fn fulltext_finds_every_word_and_forgets_retracted_bodies() {
+        let (store, _d) = testdb::store().await;
+        let mut writes = vec![Write::CreateChannel {
+            channel: NewChannel::named("c"),
+            now_us: 0,
+        }];
+        for (i, body) in [
+            "The cauldron bubbles",
+            "double double toil and trouble",
+            "Fire burn and cauldron bubble",
+            "nothing here",
+            "a \"quoted\" OR NEAR(weird) syntax*",
+        ]
+        .iter()
+        .enumerate()
+        {
+            writes.push(Write::Archive(ArchiveRecord {
+                channel: "c".into(),
+                node: NODE.into(),
+                id: format!("f{i}"),
+                ts: i as i64,
+                sender: "a@x".into(),
+                stanza: format!("<message><body>{body}</body></message>"),
+                body: Some((*body).into()),
+            }));
+        }
+        store.commit(&writes).await.expect("fill");
+        let search = |text: &str| ArchiveQuery {
+            fulltext: Some(text.into()),
+            ..q(10)
+        };
+        let found = store
+            .archive_page(&search("cauldron"))
+            .await
+            .expect("one word");
+        assert_eq!(ids(&found), ["f0", "f2"]);
+        let both = store
+            .archive_page(&search("CAULDRON fire"))
+            .await
+            .expect("two words");
+        assert_eq!(ids(&both), ["f2"], "every word, any case");
+        let latest = store
+            .archive_page(&ArchiveQuery {
+                backwards: true,
+                ..ArchiveQuery {
+                    max: 1,
+                    ..search("cauldron")
+                }
+            })
+            .await
+            .expect("latest match");
+        assert_eq!(ids(&latest), ["f2"]);
+        assert!(!latest.complete);
+        // What a user types is never read as query syntax.
+        let odd = store
+            .archive_page(&search("\"quoted\" OR NEAR(weird"))
+            .await
+            .expect("syntax characters are words");
+        assert!(odd.rows.len() <= 1);
+        store
+            .commit(&[Write::Tombstone {
+                channel: "c".into(),
+                id: "f2".into(),
+                stanza: "<message/>".into(),
+            }])
+            .await
+            .expect("retract");
+        let after = store
+            .archive_page(&search("cauldron"))
+            .await
+            .expect("again");
+        assert_eq!(ids(&after), ["f0"], "a retracted body is not found");
+        assert!(
+            store
+                .archive_page(&search("fire"))
+                .await
+                .expect("gone")
+                .rows
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn bounds_name_the_first_and_last_entries() {
+        let (store, _d) = filled(3).await;
+        let b = store
+            .archive_bounds("c", NODE)
+            .await
+            .expect("bounds")
+            .expect("some");
+        assert_eq!(b.first.0, "id000");
+        assert_eq!(b.last.0, "id002");
+        assert!(
+            store
+                .archive_bounds("c", "other")
+                .await
+                .expect("q")
+                .is_none()
+        );
     }
 }

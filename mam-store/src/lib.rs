@@ -17,7 +17,7 @@ mod archive;
 mod channels;
 mod state;
 
-pub use archive::{ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveRow};
+pub use archive::{ArchiveBounds, ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveRow};
 pub use channels::{ChannelPage, ChannelRecord, NewChannel, PageRequest};
 pub use state::{ChannelState, InvitationRow, InvitationState, ParticipantRow, Write};
 

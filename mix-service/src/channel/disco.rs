@@ -5,7 +5,7 @@ use minidom::Element;
 use xmpp_parsers::ns::{DISCO_INFO, DISCO_ITEMS};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::{Channel, Outcome, Role};
+use super::{Channel, Outcome, Role, mam};
 use crate::stanza::{error, iq_result};
 use crate::xml::*;
 
@@ -48,13 +48,15 @@ pub fn info_fields(form: &Element) -> (String, String, Vec<String>) {
     out
 }
 
-const FEATURES: [&str; 12] = [
+const FEATURES: [&str; 13] = [
     DISCO_INFO,
     NS_CORE,
     NS_PRESENCE,
     NS_ANON,
     NS_MAM,
     "urn:xmpp:mam:2#extended",
+    // XEP-0431: the fulltext field of the query form.
+    mam::NS_FULLTEXT,
     NS_SID,
     NS_MISC,
     // XEP-0424 §2 / §5: retractions are archived, originals replaced by tombstones.

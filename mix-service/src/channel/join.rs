@@ -153,6 +153,7 @@ impl Channel {
             p.nick = Some(nick.to_owned());
         }
         self.publish_participant(bare, ctx, &mut out);
+        self.archive_node_changes(&mut out, ctx);
         out
     }
 

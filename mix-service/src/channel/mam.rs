@@ -14,9 +14,32 @@ use crate::xml::*;
 pub const DEFAULT_MAX: usize = 50;
 pub const MAX_PAGE: usize = 250;
 
+/// The field XEP-0431 adds to the query form.
+pub const FULLTEXT_FIELD: &str = "{urn:xmpp:fulltext:0}fulltext";
+pub const NS_FULLTEXT: &str = "urn:xmpp:fulltext:0";
+
+/// The nodes whose changes are archived (XEP-0442): what a client may want the history of.
+pub const ARCHIVED_NODES: [&str; 5] = [
+    NODE_MESSAGES,
+    NODE_PARTICIPANTS,
+    NODE_INFO,
+    NODE_CONFIG,
+    NODE_SUBJECT,
+];
+
+/// What the shell reads for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MamKind {
+    /// A page of results (XEP-0313 §4).
+    Page,
+    /// The first and last entries (XEP-0313 §6, `<metadata/>`).
+    Metadata,
+}
+
 /// A MAM query waiting for the archive.
 #[derive(Debug, Clone)]
 pub struct MamRequest {
+    pub kind: MamKind,
     pub iq: Element,
     pub queryid: Option<String>,
     pub query: ArchiveQuery,
@@ -48,22 +71,30 @@ pub fn query_form() -> Element {
         ("end", "text-single"),
         ("before-id", "text-single"),
         ("after-id", "text-single"),
+        ("ids", "list-multi"),
+        (FULLTEXT_FIELD, "text-single"),
     ] {
-        x.append_child(elem("field", NS_DATA, &[("var", var), ("type", ty)]));
+        let mut f = elem("field", NS_DATA, &[("var", var), ("type", ty)]);
+        if var == "ids" {
+            // XEP-0313 §4.1.4: an open list, never the list of every id.
+            let mut v = elem("validate", "http://jabber.org/protocol/xdata-validate", &[]);
+            v.append_child(Element::bare(
+                "open",
+                "http://jabber.org/protocol/xdata-validate",
+            ));
+            f.append_child(v);
+        }
+        x.append_child(f);
     }
     q.append_child(x);
     q
 }
 
-fn parse_query(channel: &str, q: &Element) -> Result<(ArchiveQuery, bool), StanzaError> {
-    let node = q.attr("node").unwrap_or(NODE_MESSAGES);
-    if node != NODE_MESSAGES {
-        return Err(error(
-            ErrorType::Cancel,
-            DefinedCondition::FeatureNotImplemented,
-            "only the messages node is archived so far",
-        ));
-    }
+fn parse_query(
+    channel: &str,
+    node: &str,
+    q: &Element,
+) -> Result<(ArchiveQuery, bool), StanzaError> {
     let mut aq = ArchiveQuery {
         channel: channel.to_owned(),
         node: node.to_owned(),
@@ -72,11 +103,12 @@ fn parse_query(channel: &str, q: &Element) -> Result<(ArchiveQuery, bool), Stanz
     };
     if let Some(x) = q.get_child("x", NS_DATA) {
         for f in x.children().filter(|c| c.is("field", NS_DATA)) {
-            let value = f
+            let values: Vec<String> = f
                 .children()
-                .find(|v| v.is("value", NS_DATA))
+                .filter(|v| v.is("value", NS_DATA))
                 .map(|v| v.text().trim().to_owned())
-                .unwrap_or_default();
+                .collect();
+            let value = values.first().cloned().unwrap_or_default();
             let time = || parse_datetime(&value).ok_or_else(|| bad("bad dateTime"));
             match f.attr("var").unwrap_or("") {
                 "FORM_TYPE" => {
@@ -91,6 +123,17 @@ fn parse_query(channel: &str, q: &Element) -> Result<(ArchiveQuery, bool), Stanz
                     aq.with = Some(j.to_bare().to_string());
                 }
                 "after-id" => aq.after = Some(value),
+                "ids" => {
+                    if values.len() > MAX_PAGE {
+                        return Err(error(
+                            ErrorType::Modify,
+                            DefinedCondition::PolicyViolation,
+                            &format!("at most {MAX_PAGE} ids per query"),
+                        ));
+                    }
+                    aq.ids = values.into_iter().filter(|v| !v.is_empty()).collect();
+                }
+                FULLTEXT_FIELD => aq.fulltext = Some(value).filter(|v| !v.is_empty()),
                 "before-id" => {
                     aq.before = Some(value);
                     aq.backwards = true;
@@ -141,23 +184,69 @@ fn parse_query(channel: &str, q: &Element) -> Result<(ArchiveQuery, bool), Stanz
 }
 
 impl Channel {
-    pub(super) fn mam_query(&self, st: &Element, q: &Element, from: &Jid) -> Outcome {
-        let bare = from.to_bare().to_string();
-        // Access at query time (MAM-A-01): whoever may read the messages node now.
-        if !(self.has(&bare, self.config.messages_subscription) || self.role(&bare) >= Role::Admin)
-        {
-            return Outcome::error(
-                st,
-                error(
-                    ErrorType::Auth,
-                    DefinedCondition::Forbidden,
-                    "only participants may read this channel's archive",
-                ),
-            );
+    /// Which node a query or metadata request reads, if the requester may read it now
+    /// (access at query time, MAM-A-01/03; XEP-0442 for the other nodes).
+    fn archive_access(&self, q: &Element, from: &Jid) -> Result<String, StanzaError> {
+        let node = q.attr("node").unwrap_or(NODE_MESSAGES);
+        if !ARCHIVED_NODES.contains(&node) {
+            return Err(error(
+                ErrorType::Cancel,
+                DefinedCondition::FeatureNotImplemented,
+                "that node's history is not archived",
+            ));
         }
-        match parse_query(&self.name, q) {
+        if self.pubsub.node(node).is_none() {
+            return Err(error(
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                "this channel has no such node",
+            ));
+        }
+        let bare = from.to_bare().to_string();
+        let (read, _) = self.node_rights(node);
+        if self.role(&bare) == Role::Banned
+            || !(self.has(&bare, read) || self.role(&bare) >= Role::Admin)
+        {
+            return Err(error(
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+                "you may not read this archive",
+            ));
+        }
+        Ok(node.to_owned())
+    }
+
+    /// XEP-0313 §6: the first and last entries.
+    pub(super) fn mam_metadata(&self, st: &Element, q: &Element, from: &Jid) -> Outcome {
+        match self.archive_access(q, from) {
+            Ok(node) => Outcome {
+                query: Some(MamRequest {
+                    kind: MamKind::Metadata,
+                    iq: st.clone(),
+                    queryid: None,
+                    query: ArchiveQuery {
+                        channel: self.name.clone(),
+                        node,
+                        ..ArchiveQuery::default()
+                    },
+                    flip: false,
+                    hide_jids: self.is_hidden(),
+                }),
+                ..Outcome::default()
+            },
+            Err(e) => Outcome::error(st, e),
+        }
+    }
+
+    pub(super) fn mam_query(&self, st: &Element, q: &Element, from: &Jid) -> Outcome {
+        let node = match self.archive_access(q, from) {
+            Ok(n) => n,
+            Err(e) => return Outcome::error(st, e),
+        };
+        match parse_query(&self.name, &node, q) {
             Ok((query, flip)) => Outcome {
                 query: Some(MamRequest {
+                    kind: MamKind::Page,
                     iq: st.clone(),
                     queryid: q.attr("queryid").map(str::to_owned),
                     query,
@@ -214,11 +303,35 @@ pub fn results(req: &MamRequest, page: &ArchivePage) -> Vec<Element> {
     out
 }
 
-/// Drop real JIDs from an archived message's `<mix/>` (XEP-0369 §7.1.7 / XEP-0404 §4.3).
-fn hide_jids(msg: &mut Element) {
-    for mix in msg.children_mut().filter(|c| c.is("mix", NS_CORE)) {
-        while mix.remove_child("jid", NS_CORE).is_some() {}
+/// Drop real JIDs from an archived message's `<mix/>` and from archived participant items
+/// (XEP-0369 §7.1.7 / XEP-0404 §4.3).
+fn hide_jids(el: &mut Element) {
+    for c in el.children_mut() {
+        if c.is("mix", NS_CORE) || c.is("participant", NS_CORE) {
+            while c.remove_child("jid", NS_CORE).is_some() {}
+        } else {
+            hide_jids(c);
+        }
     }
+}
+
+/// The metadata answer: `<start/>` and `<end/>`, or an empty `<metadata/>` for an empty
+/// archive (XEP-0313 §6).
+pub fn metadata(req: &MamRequest, bounds: Option<&mam_store::ArchiveBounds>) -> Element {
+    let mut m = Element::bare("metadata", NS_MAM);
+    if let Some(b) = bounds {
+        m.append_child(elem(
+            "start",
+            NS_MAM,
+            &[("id", &b.first.0), ("timestamp", &datetime(b.first.1))],
+        ));
+        m.append_child(elem(
+            "end",
+            NS_MAM,
+            &[("id", &b.last.0), ("timestamp", &datetime(b.last.1))],
+        ));
+    }
+    iq_result(&req.iq, Some(m))
 }
 
 /// The error for a query naming an id the archive does not hold (XEP-0313 §5.1.2).

@@ -556,6 +556,52 @@ impl Channel {
         }
     }
 
+    /// XEP-0442: the item changes of the archived nodes (participants, info, config, subject)
+    /// go to the archive too, shaped like the node's event notification, so a client can page
+    /// through a node's history with MAM `<query node='...'/>`.
+    pub(crate) fn archive_node_changes(&self, out: &mut Outcome, ctx: &mut Ctx<'_>) {
+        let channel = self.jid.to_string();
+        let mut records = Vec::new();
+        for w in &out.writes {
+            let Write::Pubsub { change, .. } = w else {
+                continue;
+            };
+            let (node, body, publisher) = match change {
+                Change::ItemPublished { node, item } => {
+                    let mut i = elem("item", NS_PUBSUB_EVENT, &[("id", &item.id)]);
+                    if let Some(p) = parse(&item.payload) {
+                        i.append_child(p);
+                    }
+                    (node, i, item.publisher.clone())
+                }
+                Change::ItemRetracted { node, id } => {
+                    (node, elem("retract", NS_PUBSUB_EVENT, &[("id", id)]), None)
+                }
+                _ => continue,
+            };
+            if node == NODE_MESSAGES || !mam::ARCHIVED_NODES.contains(&node.as_str()) {
+                continue;
+            }
+            let id = ctx.ids.archive_id(ctx.now_us);
+            let mut items = elem("items", NS_PUBSUB_EVENT, &[("node", node)]);
+            items.append_child(body);
+            let mut event = Element::bare("event", NS_PUBSUB_EVENT);
+            event.append_child(items);
+            let mut msg = elem("message", NS_CLIENT, &[("from", &channel), ("id", &id)]);
+            msg.append_child(event);
+            records.push(Write::Archive(mam_store::ArchiveRecord {
+                channel: self.name.clone(),
+                node: node.clone(),
+                id,
+                ts: ctx.now_us,
+                sender: publisher.unwrap_or_else(|| channel.clone()),
+                stanza: to_string(&msg),
+                body: None,
+            }));
+        }
+        out.writes.extend(records);
+    }
+
     /// Handle one stanza addressed to this channel (`chan@mix`, `chan@mix/x` or
     /// `ID#chan@mix[/res]`).
     pub fn handle(&mut self, st: &Element, ctx: &mut Ctx<'_>) -> Outcome {
@@ -567,7 +613,7 @@ impl Channel {
             .and_then(|t| t.parse::<Jid>().ok())
             .and_then(|t| t.node().map(|n| n.as_str().contains('#')))
             .unwrap_or(false);
-        let out = match st.name() {
+        let mut out = match st.name() {
             "iq" if encoded => self.relay_iq(st, &from, ctx),
             "iq" => self.iq(st, &from, ctx),
             "message" if encoded => self.private_message(st, &from, ctx),
@@ -582,6 +628,7 @@ impl Channel {
         {
             self.messages_audience = None;
         }
+        self.archive_node_changes(&mut out, ctx);
         out
     }
 
@@ -615,6 +662,7 @@ impl Channel {
             (xmpp_parsers::ns::DISCO_ITEMS, "query", Get) => self.disco_items(st, payload, from),
             (NS_MAM, "query", Set) => self.mam_query(st, payload, from),
             (NS_MAM, "query", Get) => Outcome::reply(iq_result(st, Some(mam::query_form()))),
+            (NS_MAM, "metadata", Get) => self.mam_metadata(st, payload, from),
             (xmpp_parsers::ns::PING, "ping", Get) => Outcome::reply(iq_result(st, None)),
             (NS_CORE | NS_CORE0 | NS_PUBSUB | NS_MAM | NS_MISC | NS_ANON | NS_MODERATE, _, _) => {
                 Outcome::error(

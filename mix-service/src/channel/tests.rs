@@ -1086,3 +1086,172 @@ fn open_presence_lets_outsiders_register_and_mandatory_presence_gates_messages()
     );
     assert!(matches!(run(&mut ch, &say).sends[0], Send::Shared { .. }));
 }
+
+fn mam_request(out: &Outcome) -> &MamRequest {
+    out.query.as_ref().expect("a query for the shell")
+}
+
+#[test]
+fn node_changes_are_archived_for_mam_by_node() {
+    let mut ch = new_channel();
+    let out = run(&mut ch, &join("alice@x/a", "alice"));
+    let archived: Vec<_> = out
+        .writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Archive(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(archived.len(), 1);
+    assert_eq!(archived[0].node, NODE_PARTICIPANTS);
+    let ev = st(&archived[0].stanza);
+    let item = ev
+        .get_child("event", NS_PUBSUB_EVENT)
+        .and_then(|e| e.get_child("items", NS_PUBSUB_EVENT))
+        .and_then(|i| i.get_child("item", NS_PUBSUB_EVENT))
+        .expect("shaped like the event notification (XEP-0442)");
+    assert!(item.get_child("participant", NS_CORE).is_some());
+
+    let query = |node: &str, from: &str| {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='q' from='{from}' to='{CH}'>\
+             <query xmlns='{NS_MAM}' node='{node}'/></iq>"
+        )
+    };
+    let out = run(&mut ch, &query(NODE_PARTICIPANTS, "alice@x/a"));
+    assert_eq!(mam_request(&out).query.node, NODE_PARTICIPANTS);
+    // Config history only for those who may read the config node (owners by default).
+    assert_eq!(
+        condition(&run(&mut ch, &query(NODE_CONFIG, "alice@x/a"))),
+        "forbidden"
+    );
+    assert!(
+        run(&mut ch, &query(NODE_CONFIG, "owner@x/o"))
+            .query
+            .is_some()
+    );
+    assert_eq!(
+        condition(&run(&mut ch, &query(NODE_PRESENCE, "alice@x/a"))),
+        "feature-not-implemented"
+    );
+    assert_eq!(
+        condition(&run(&mut ch, &query(NODE_ALLOWED, "owner@x/o"))),
+        "feature-not-implemented"
+    );
+    assert_eq!(
+        condition(&run(&mut ch, &query(NODE_MESSAGES, "eve@x/e"))),
+        "forbidden"
+    );
+}
+
+#[test]
+fn mam_form_fields_ids_fulltext_and_metadata() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    let form = |fields: &str| {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='q' from='alice@x/a' to='{CH}'>\
+             <query xmlns='{NS_MAM}' queryid='f'><x xmlns='{NS_DATA}' type='submit'>\
+             <field var='FORM_TYPE'><value>{NS_MAM}</value></field>{fields}</x></query></iq>"
+        )
+    };
+    let out = run(
+        &mut ch,
+        &form(
+            "<field var='ids'><value>a</value><value>b</value></field>\
+               <field var='{urn:xmpp:fulltext:0}fulltext'><value>cauldron bubble</value></field>",
+        ),
+    );
+    let q = &mam_request(&out).query;
+    assert_eq!(q.ids, ["a", "b"]);
+    assert_eq!(q.fulltext.as_deref(), Some("cauldron bubble"));
+    let many: String = (0..=mam::MAX_PAGE)
+        .map(|i| format!("<value>{i}</value>"))
+        .collect();
+    assert_eq!(
+        condition(&run(
+            &mut ch,
+            &form(&format!("<field var='ids'>{many}</field>"))
+        )),
+        "policy-violation"
+    );
+    let get = format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='g' from='alice@x/a' to='{CH}'>\
+         <query xmlns='{NS_MAM}'/></iq>"
+    );
+    let vars: Vec<String> = ones(&run(&mut ch, &get))[0]
+        .get_child("query", NS_MAM)
+        .and_then(|q| q.get_child("x", NS_DATA))
+        .expect("form")
+        .children()
+        .filter_map(|f| f.attr("var").map(str::to_owned))
+        .collect();
+    assert!(vars.iter().any(|v| v == "ids"));
+    assert!(vars.iter().any(|v| v == mam::FULLTEXT_FIELD), "MAM-Q-12");
+    let meta = run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='m' from='alice@x/a' to='{CH}'>\
+             <metadata xmlns='{NS_MAM}'/></iq>"
+        ),
+    );
+    let req = mam_request(&meta);
+    assert_eq!(req.kind, mam::MamKind::Metadata);
+    let empty = mam::metadata(req, None);
+    assert!(
+        empty
+            .get_child("metadata", NS_MAM)
+            .expect("m")
+            .children()
+            .next()
+            .is_none()
+    );
+    let bounds = mam_store::ArchiveBounds {
+        first: ("one".into(), 1_000_000),
+        last: ("two".into(), 2_000_000),
+    };
+    let full = mam::metadata(req, Some(&bounds));
+    let m = full.get_child("metadata", NS_MAM).expect("m");
+    assert_eq!(
+        m.get_child("start", NS_MAM).and_then(|s| s.attr("id")),
+        Some("one")
+    );
+    assert_eq!(
+        m.get_child("end", NS_MAM).and_then(|s| s.attr("id")),
+        Some("two")
+    );
+}
+
+#[test]
+fn results_of_a_now_hidden_channel_carry_no_real_jid() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    configure(&mut ch, &[("JID Visibility", "jid-hidden")]);
+    let out = run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='q' from='owner@x/o' to='{CH}'>\
+             <query xmlns='{NS_MAM}'/></iq>"
+        ),
+    );
+    let req = mam_request(&out);
+    assert!(req.hide_jids);
+    let page = mam_store::ArchivePage {
+        rows: vec![mam_store::ArchiveRow {
+            id: "a1".into(),
+            ts: 1,
+            sender: "alice@x".into(),
+            stanza: format!(
+                "<message xmlns='jabber:client' from='{CH}/p1' type='groupchat'><body>hi</body>\
+                 <mix xmlns='{NS_CORE}'><nick>alice</nick><jid>alice@x</jid></mix></message>"
+            ),
+            retracted: false,
+        }],
+        complete: true,
+    };
+    let results = mam::results(req, &page);
+    let text = to_string(&results[0]);
+    assert!(!text.contains("alice@x"), "{text}");
+    assert!(text.contains("<nick>alice</nick>"));
+}
