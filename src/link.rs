@@ -121,11 +121,12 @@ impl Link {
                 _ = shutdown.cancelled() => break,
             };
             match attempt {
-                Ok((stream, parser)) => {
+                Ok((stream, parser, early)) => {
                     failures = 0;
                     tracing::info!(%domain, server = %self.spec.server, "component link up");
                     self.status.up.store(true, Ordering::Relaxed);
-                    let end = session(stream, parser, &mut self.rx, &inbound, &shutdown).await;
+                    let end =
+                        session(stream, parser, early, &mut self.rx, &inbound, &shutdown).await;
                     self.status.up.store(false, Ordering::Relaxed);
                     match end {
                         SessionEnd::Shutdown => {
@@ -183,25 +184,29 @@ pub enum ConnectError {
 }
 
 /// Connect and authenticate (XEP-0114 §3): stream header, `<handshake>` with
-/// hex(SHA-1(stream id + secret)), wait for the empty `<handshake/>`.
-async fn connect(spec: &LinkSpec) -> Result<(TcpStream, StreamParser), ConnectError> {
+/// hex(SHA-1(stream id + secret)), wait for the empty `<handshake/>`. Returns, with the
+/// stream and its parser, whatever the server sent right behind the `<handshake/>` in the
+/// same read: those stanzas are the session's first.
+async fn connect(
+    spec: &LinkSpec,
+) -> Result<(TcpStream, StreamParser, Vec<StreamEvent>), ConnectError> {
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&spec.server))
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(ConnectError::Unreachable)?;
     stream.set_nodelay(true).map_err(ConnectError::Io)?;
     let mut parser = StreamParser::new(spec.max_stanza_bytes);
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &mut parser, spec))
+    let early = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &mut parser, spec))
         .await
         .map_err(|_| ConnectError::Timeout)??;
-    Ok((stream, parser))
+    Ok((stream, parser, early))
 }
 
 async fn handshake(
     stream: &mut TcpStream,
     parser: &mut StreamParser,
     spec: &LinkSpec,
-) -> Result<(), ConnectError> {
+) -> Result<Vec<StreamEvent>, ConnectError> {
     let header = format!(
         "<?xml version='1.0'?><stream:stream xmlns='{NS_COMPONENT}' xmlns:stream='{NS_STREAM}' to='{}'>",
         escape(&spec.domain)
@@ -219,7 +224,8 @@ async fn handshake(
             return Err(ConnectError::Closed);
         }
         parser.feed(&buf[..n], &mut events)?;
-        for ev in events.drain(..) {
+        let mut pending = std::mem::take(&mut events).into_iter();
+        while let Some(ev) = pending.next() {
             match ev {
                 StreamEvent::Header(h) if !sent_handshake => {
                     let id = h.attr("id").unwrap_or_default();
@@ -231,7 +237,9 @@ async fn handshake(
                         .map_err(ConnectError::Io)?;
                     sent_handshake = true;
                 }
-                StreamEvent::Stanza(el) if el.is("handshake", NS_COMPONENT) => return Ok(()),
+                StreamEvent::Stanza(el) if el.is("handshake", NS_COMPONENT) => {
+                    return Ok(pending.collect());
+                }
                 StreamEvent::Stanza(el) if el.is("error", NS_STREAM) => {
                     let condition = stream_error_condition(&el);
                     return Err(if condition == "not-authorized" {
@@ -262,12 +270,13 @@ enum SessionEnd {
 async fn session(
     stream: TcpStream,
     parser: StreamParser,
+    early: Vec<StreamEvent>,
     rx: &mut mpsc::Receiver<Bytes>,
     inbound: &mpsc::Sender<Inbound>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
     let (rd, wr) = stream.into_split();
-    let reader = read_loop(rd, parser, inbound, shutdown);
+    let reader = read_loop(rd, parser, early, inbound, shutdown);
     let writer = write_loop(wr, rx);
     tokio::pin!(reader, writer);
     tokio::select! {
@@ -298,12 +307,16 @@ enum ReadEnd {
 async fn read_loop(
     mut rd: OwnedReadHalf,
     mut parser: StreamParser,
+    early: Vec<StreamEvent>,
     inbound: &mpsc::Sender<Inbound>,
     shutdown: &CancellationToken,
 ) -> ReadEnd {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut events = Vec::new();
+    let mut events = early;
     loop {
+        if let Some(end) = deliver(&mut events, inbound).await {
+            return end;
+        }
         let n = tokio::select! {
             r = rd.read(&mut buf) => match r {
                 Ok(0) => return ReadEnd::Lost("server closed the connection".into()),
@@ -316,21 +329,32 @@ async fn read_loop(
             // RFC 6120 §4.9.3.13: not-well-formed XML ends the stream; the link reconnects.
             return ReadEnd::Lost(e.to_string());
         }
-        for ev in events.drain(..) {
-            let item = match ev {
-                StreamEvent::Stanza(el) if el.is("error", NS_STREAM) => {
-                    return ReadEnd::Lost(format!("stream error {}", stream_error_condition(&el)));
-                }
-                StreamEvent::Stanza(el) => Inbound::Stanza(el),
-                StreamEvent::Oversized { head, bytes } => Inbound::Oversized { head, bytes },
-                StreamEvent::End => return ReadEnd::Lost("server ended the stream".into()),
-                StreamEvent::Header(_) => continue,
-            };
-            if inbound.send(item).await.is_err() {
-                return ReadEnd::Shutdown;
+    }
+}
+
+/// Hand parsed events to the router; `Some` when the session must end.
+async fn deliver(
+    events: &mut Vec<StreamEvent>,
+    inbound: &mpsc::Sender<Inbound>,
+) -> Option<ReadEnd> {
+    for ev in events.drain(..) {
+        let item = match ev {
+            StreamEvent::Stanza(el) if el.is("error", NS_STREAM) => {
+                return Some(ReadEnd::Lost(format!(
+                    "stream error {}",
+                    stream_error_condition(&el)
+                )));
             }
+            StreamEvent::Stanza(el) => Inbound::Stanza(el),
+            StreamEvent::Oversized { head, bytes } => Inbound::Oversized { head, bytes },
+            StreamEvent::End => return Some(ReadEnd::Lost("server ended the stream".into())),
+            StreamEvent::Header(_) => continue,
+        };
+        if inbound.send(item).await.is_err() {
+            return Some(ReadEnd::Shutdown);
         }
     }
+    None
 }
 
 /// Drain the queue in batches. Returns Ok when every sender is gone (shutdown), after closing
@@ -375,6 +399,60 @@ async fn write_loop(mut wr: OwnedWriteHalf, rx: &mut mpsc::Receiver<Bytes>) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server may send stanzas right behind `<handshake/>`, in the same TCP segment; they
+    /// are the session's first stanzas, not leftovers of the handshake.
+    #[tokio::test]
+    async fn stanzas_in_the_same_read_as_the_handshake_are_delivered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let spec = LinkSpec {
+            server: listener.local_addr().expect("addr").to_string(),
+            domain: "mix.x".into(),
+            secret: "s".into(),
+            max_stanza_bytes: 65536,
+            reconnect_max: Duration::from_secs(1),
+        };
+        let (link, _out) = Link::new(spec, 16);
+        let (tx, mut rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(link.run(tx, stop.clone()));
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let mut buf = vec![0u8; 4096];
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("<stream:stream") {
+            let n = sock.read(&mut buf).await.expect("read");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        sock.write_all(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+              xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='mix.x'>",
+        )
+        .await
+        .expect("header");
+        seen.clear();
+        while !String::from_utf8_lossy(&seen).contains("</handshake>") {
+            let n = sock.read(&mut buf).await.expect("read");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        sock.write_all(
+            b"<handshake/><iq type='get' id='early' from='a@x/r' to='mix.x'>\
+              <ping xmlns='urn:xmpp:ping'/></iq>",
+        )
+        .await
+        .expect("handshake and a stanza");
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("delivered")
+            .expect("open");
+        let Inbound::Stanza(el) = got else {
+            panic!("not a stanza: {got:?}")
+        };
+        assert_eq!(el.attr("id"), Some("early"));
+        stop.cancel();
+        let _ = task.await;
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
