@@ -37,6 +37,7 @@ PG_URL="$(PG_PORT="$(.venv/bin/python -c 'import socket;s=socket.socket();s.bind
 # One database for all: run these tests one at a time.
 MIXD_TEST_PG_URL="$PG_URL" cargo test -p mam-store --quiet -- --test-threads=1
 MIXD_TEST_PG_URL="$PG_URL" cargo test --test e2e --quiet lifecycle::attaches -- --test-threads=1
+MIXD_TEST_PG_URL="$PG_URL" cargo test --test e2e --quiet durability -- --test-threads=1
 
 echo
 echo "all tests passed"

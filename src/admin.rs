@@ -31,6 +31,10 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
         .route("/channels", get(list_channels).post(create_channel))
+        .route(
+            "/channels/{name}/retention",
+            get(get_retention).put(put_retention),
+        )
         .with_state(state)
         .layer(
             tower::ServiceBuilder::new()
@@ -158,6 +162,71 @@ async fn create_channel(State(s): State<AdminState>, body: axum::body::Bytes) ->
     }
 }
 
+/// A retention rule in JSON: `null` = the service default, `0` = keep everything, `N` = the
+/// limit (days, or entries per node).
+fn rule_json(r: mam_store::Rule) -> serde_json::Value {
+    match r {
+        mam_store::Rule::Default => serde_json::Value::Null,
+        mam_store::Rule::Keep => json!(0),
+        mam_store::Rule::Limit(n) => json!(n),
+    }
+}
+
+fn rule_of(v: Option<i64>) -> Result<mam_store::Rule, String> {
+    match v {
+        None => Ok(mam_store::Rule::Default),
+        Some(0) => Ok(mam_store::Rule::Keep),
+        Some(n) if n > 0 => Ok(mam_store::Rule::Limit(n)),
+        Some(n) => Err(format!("{n} is negative")),
+    }
+}
+
+async fn get_retention(
+    State(s): State<AdminState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    match s.store.retention(&name).await {
+        Ok(Some(r)) => Json(json!({
+            "days": rule_json(r.days),
+            "messages": rule_json(r.messages),
+        }))
+        .into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, &format!("no channel {name}")),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct RetentionBody {
+    #[serde(default)]
+    days: Option<i64>,
+    #[serde(default)]
+    messages: Option<i64>,
+}
+
+async fn put_retention(
+    State(s): State<AdminState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let req: RetentionBody = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+    };
+    let (days, messages) = match (rule_of(req.days), rule_of(req.messages)) {
+        (Ok(d), Ok(m)) => (d, m),
+        (Err(e), _) | (_, Err(e)) => return problem(StatusCode::BAD_REQUEST, &e),
+    };
+    let r = mam_store::ChannelRetention { days, messages };
+    match s.store.set_retention(&name, r).await {
+        Ok(true) => {
+            Json(json!({"days": rule_json(days), "messages": rule_json(messages)})).into_response()
+        }
+        Ok(false) => problem(StatusCode::NOT_FOUND, &format!("no channel {name}")),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 fn problem(code: StatusCode, reason: &str) -> Response {
     (code, Json(json!({"error": reason}))).into_response()
 }
@@ -250,6 +319,35 @@ mod tests {
         let (code, body) = call(s, "GET", "/channels", "").await;
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("\"Coven\""), "{body}");
+    }
+
+    #[tokio::test]
+    async fn retention_per_channel_is_read_and_set() {
+        let (s, _d) = state(true).await;
+        call(s.clone(), "POST", "/channels", r#"{"name":"coven"}"#).await;
+        let (code, body) = call(s.clone(), "GET", "/channels/coven/retention", "").await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body, r#"{"days":null,"messages":null}"#);
+        let (code, body) = call(
+            s.clone(),
+            "PUT",
+            "/channels/coven/retention",
+            r#"{"days":30,"messages":0}"#,
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let (_, body) = call(s.clone(), "GET", "/channels/coven/retention", "").await;
+        assert_eq!(body, r#"{"days":30,"messages":0}"#);
+        let (code, _) = call(
+            s.clone(),
+            "PUT",
+            "/channels/coven/retention",
+            r#"{"days":-1}"#,
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        let (code, _) = call(s, "PUT", "/channels/nope/retention", r#"{}"#).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

@@ -117,6 +117,27 @@ pub const SETTINGS: &[Setting] = &[
         default: Some("30"),
         doc: "longest wait between two connection attempts (exponential backoff with jitter)",
     },
+    Setting {
+        key: "archive.retention_days",
+        env: "MIXD_ARCHIVE_RETENTION_DAYS",
+        kind: Kind::Integer,
+        default: Some("0"),
+        doc: "default retention: drop archive entries older than this many days (0 keeps all)",
+    },
+    Setting {
+        key: "archive.retention_messages",
+        env: "MIXD_ARCHIVE_RETENTION_MESSAGES",
+        kind: Kind::Integer,
+        default: Some("0"),
+        doc: "default retention: keep at most this many entries per channel node (0 keeps all)",
+    },
+    Setting {
+        key: "archive.retention_interval_seconds",
+        env: "MIXD_ARCHIVE_RETENTION_INTERVAL_SECONDS",
+        kind: Kind::Integer,
+        default: Some("300"),
+        doc: "how often the retention sweep runs",
+    },
 ];
 
 /// A checked configuration.
@@ -132,6 +153,8 @@ pub struct Config {
     pub max_stanza_bytes: usize,
     pub outbound_queue: usize,
     pub reconnect_max: std::time::Duration,
+    pub retention: mam_store::Retention,
+    pub retention_interval: std::time::Duration,
 }
 
 /// One served domain and the secret of its component link.
@@ -369,6 +392,17 @@ impl<E: Fn(&str) -> Option<String>> Values<'_, E> {
                 "limits.reconnect_max_seconds",
                 1,
                 3600,
+            )?),
+            retention: mam_store::Retention {
+                days: Some(self.integer("archive.retention_days", 0, 1 << 20)? as i64)
+                    .filter(|d| *d > 0),
+                messages: Some(self.integer("archive.retention_messages", 0, 1 << 40)? as i64)
+                    .filter(|m| *m > 0),
+            },
+            retention_interval: std::time::Duration::from_secs(self.integer(
+                "archive.retention_interval_seconds",
+                1,
+                86_400,
             )?),
         })
     }

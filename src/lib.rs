@@ -123,6 +123,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         channels,
     };
     tasks.spawn(router.run(rx, token.clone()));
+    tasks.spawn(retention_sweep(
+        store.clone(),
+        config.retention,
+        config.retention_interval,
+        token.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -138,6 +144,41 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// XEP-0313 §7.1.1 retention, in the background: small transactions, so channel writers
+/// interleave with it instead of waiting behind one long delete.
+async fn retention_sweep(
+    store: mam_store::Store,
+    default: mam_store::Retention,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = channels::now_us();
+        match store
+            .apply_retention(
+                default,
+                &mix_service::channel::mam::ARCHIVED_NODES,
+                now,
+                1000,
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(dropped = n, "archive retention applied");
+                metrics::counter!("mixd_archive_retention_dropped_total").increment(n);
+            }
+            Err(e) => tracing::warn!(error = %e, "archive retention failed; next sweep retries"),
+        }
+    }
 }
 
 /// A database URL without its password, for logs.

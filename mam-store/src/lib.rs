@@ -14,11 +14,13 @@ use sqlx::sqlite::{
 };
 
 mod archive;
+mod retention;
 mod channels;
 mod state;
 
 pub use archive::{ArchiveBounds, ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveRow};
 pub use channels::{ChannelPage, ChannelRecord, NewChannel, PageRequest};
+pub use retention::{ChannelRetention, Retention, Rule};
 pub use state::{ChannelState, InvitationRow, InvitationState, ParticipantRow, Write};
 
 /// What can go wrong in the store.

@@ -146,8 +146,17 @@ impl Mixd {
             .prefix("mixd-")
             .tempdir()
             .expect("tempdir");
+        Mixd::start_in(dir, server, extra)
+    }
+
+    /// Start mixd on the data of `dir` (a restart keeps the database); the log is appended.
+    pub fn start_in(dir: tempfile::TempDir, server: &str, extra: &[(&str, &str)]) -> Mixd {
         let http_port = free_port();
-        let log = std::fs::File::create(dir.path().join("mixd.log")).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("mixd.log"))
+            .expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mixd"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -233,6 +242,19 @@ impl Mixd {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+}
+
+impl Mixd {
+    /// `kill -9` (no shutdown of any kind) and hand back the data directory for a restart.
+    pub fn kill_hard(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::Builder::new()
+            .prefix("mixd-moved-")
+            .tempdir()
+            .expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
     }
 }
 

@@ -5,6 +5,7 @@
 //! - `scripts`: the scansion scripts of `tests/scripts/`, in component and client mode;
 //! - `interop`: third-party client libraries (slixmpp) through Prosody and ejabberd.
 
+mod durability;
 mod harness;
 mod lifecycle;
 mod scansion;
