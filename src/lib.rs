@@ -123,6 +123,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         channels,
     };
     tasks.spawn(router.run(rx, token.clone()));
+    tasks.spawn(fulltext_indexer(store.clone(), token.clone()));
     tasks.spawn(retention_sweep(
         store.clone(),
         config.retention,
@@ -144,6 +145,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps the SQLite full-text index close behind the archive, in large batches (a search
+/// catches up whatever is left before it runs).
+async fn fulltext_indexer(store: mam_store::Store, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match store.index_fulltext(20_000).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "full-text indexing failed; next round retries"),
+        }
+    }
 }
 
 /// XEP-0313 §7.1.1 retention, in the background: small transactions, so channel writers

@@ -1,7 +1,7 @@
 //! The archive: appends (through [`crate::Write::Archive`], committed in batches) and
 //! keyset-paged queries in archive order (never by timestamp alone, never with OFFSET/COUNT).
 
-use crate::{Store, StoreError, on_pool};
+use crate::{Pool, Store, StoreError, on_pool};
 
 /// One archived stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,13 +136,25 @@ impl Store {
             },
             _ => None,
         };
+        // With FTS5 the order and the keyset bounds must be on the index's rowid (= seq), or
+        // SQLite drives the query from the archive and sorts every match.
+        let order = if fts5.is_some() {
+            "archive_fts.rowid"
+        } else {
+            "seq"
+        };
+        if fts5.is_some() {
+            self.catch_up_fulltext().await?;
+        }
         let mut rows: Vec<Row> = on_pool!(self, p => {
             let mut b = if let Some(f) = &fts5 {
                 // Driven by the FTS5 index in rowid (= seq) order, so "the latest N matches"
-                // stops after N+1 of them, whatever the archive's size.
+                // stops after N+1 of them, whatever the archive's size. CROSS JOIN fixes that
+                // order: SQLite 3.51's planner otherwise starts from the channel's index and
+                // sorts every match (150 ms instead of 0.3 ms at 10^4 messages).
                 let mut b = sqlx::QueryBuilder::new(
                     "SELECT archive.seq AS seq, id, ts, sender, stanza, retracted \
-                     FROM archive_fts JOIN archive ON archive.seq = archive_fts.rowid \
+                     FROM archive_fts CROSS JOIN archive ON archive.seq = archive_fts.rowid \
                      WHERE archive_fts MATCH ");
                 b.push_bind(f).push(" AND channel = ");
                 b
@@ -155,10 +167,10 @@ impl Store {
                 b.push(" AND body_tsv @@ plainto_tsquery('simple', ").push_bind(t).push(")");
             }
             if let Some(s) = after {
-                b.push(" AND seq > ").push_bind(s);
+                b.push(" AND ").push(order).push(" > ").push_bind(s);
             }
             if let Some(s) = before {
-                b.push(" AND seq < ").push_bind(s);
+                b.push(" AND ").push(order).push(" < ").push_bind(s);
             }
             if let Some(t) = q.start {
                 b.push(" AND ts >= ").push_bind(t);
@@ -169,7 +181,8 @@ impl Store {
             if let Some(w) = &q.with {
                 b.push(" AND sender = ").push_bind(w);
             }
-            b.push(if q.backwards { " ORDER BY seq DESC LIMIT " } else { " ORDER BY seq ASC LIMIT " });
+            b.push(" ORDER BY ").push(order);
+            b.push(if q.backwards { " DESC LIMIT " } else { " ASC LIMIT " });
             b.push_bind(limit);
             b.build_query_as::<Row>().fetch_all(p).await
         })?;
@@ -224,6 +237,54 @@ impl Store {
             rows.truncate(q.max);
         }
         Ok(page(rows, complete))
+    }
+
+    /// SQLite: add up to `max` archived rows, in archive order, to the full-text index in one
+    /// transaction; returns how many rows it went past (0: the index is up to date).
+    /// PostgreSQL indexes as it inserts (a generated column): always 0.
+    pub async fn index_fulltext(&self, max: i64) -> Result<u64, StoreError> {
+        let Pool::Sqlite(p) = &self.pool else {
+            return Ok(0);
+        };
+        let mut tx = p.begin().await?;
+        // Writing first takes the write lock before anything is read: every row committed so
+        // far is visible, and none can appear below the new mark while this runs.
+        sqlx::query("UPDATE fts_progress SET upto = upto WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let (upto,): (i64,) = sqlx::query_as("SELECT upto FROM fts_progress WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let (last, count): (Option<i64>, i64) = sqlx::query_as(
+            "SELECT MAX(seq), COUNT(*) FROM (SELECT seq FROM archive WHERE seq > $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(upto)
+        .bind(max)
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        sqlx::query(
+            "INSERT INTO archive_fts (rowid, body) SELECT seq, body FROM archive \
+             WHERE seq > $1 AND seq <= $2 AND body IS NOT NULL ORDER BY seq",
+        )
+        .bind(upto)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE fts_progress SET upto = $1 WHERE id = 1")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(count as u64)
+    }
+
+    /// Bring the full-text index up to date (before a search: it must not miss a message).
+    async fn catch_up_fulltext(&self) -> Result<(), StoreError> {
+        while self.index_fulltext(50_000).await? > 0 {}
+        Ok(())
     }
 
     /// The first and last entries of a node's archive; `None` when it is empty.
@@ -509,6 +570,73 @@ mod tests {
                 .await
                 .expect("q")
                 .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_index_is_built_in_batches_and_a_search_never_misses_a_stored_row() {
+        let (store, _d) = testdb::store().await;
+        let row = |i: usize| {
+            Write::Archive(ArchiveRecord {
+                channel: "c".into(),
+                node: NODE.into(),
+                id: format!("r{i:04}"),
+                ts: i as i64,
+                sender: "a@x".into(),
+                stanza: "<message/>".into(),
+                body: Some(if i % 10 == 0 {
+                    "needle hay".into()
+                } else {
+                    "hay".into()
+                }),
+            })
+        };
+        store
+            .commit(&[Write::CreateChannel {
+                channel: NewChannel::named("c"),
+                now_us: 0,
+            }])
+            .await
+            .expect("channel");
+        store
+            .commit(&(0..300).map(row).collect::<Vec<_>>())
+            .await
+            .expect("first");
+        // Part of it indexed in the background, then more appended behind the mark.
+        if matches!(store.pool, Pool::Sqlite(_)) {
+            assert_eq!(store.index_fulltext(120).await.expect("index"), 120);
+        }
+        store
+            .commit(&(300..400).map(row).collect::<Vec<_>>())
+            .await
+            .expect("second");
+        // A retraction of an indexed row and of a row not indexed yet.
+        for id in ["r0010", "r0390"] {
+            store
+                .commit(&[Write::Tombstone {
+                    channel: "c".into(),
+                    id: id.into(),
+                    stanza: "<message/>".into(),
+                }])
+                .await
+                .expect("tombstone");
+        }
+        let found = store
+            .archive_page(&ArchiveQuery {
+                fulltext: Some("needle".into()),
+                ..q(100)
+            })
+            .await
+            .expect("search");
+        let want: Vec<String> = (0..400)
+            .filter(|i| i % 10 == 0 && *i != 10 && *i != 390)
+            .map(|i| format!("r{i:04}"))
+            .collect();
+        assert_eq!(ids(&found), want);
+        assert_eq!(
+            store.index_fulltext(1000).await.expect("again"),
+            0,
+            "up to date"
         );
     }
 }

@@ -101,6 +101,10 @@ pub struct ChannelState {
 }
 
 type ItemRow = (String, String, String, Option<String>);
+
+/// Archive rows per INSERT statement: 7 parameters each stays far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 bound parameters.
+const ARCHIVE_ROWS_PER_INSERT: usize = 512;
 type InviteSql = (String, String, String, String, i64, i64, String);
 
 impl Store {
@@ -241,7 +245,29 @@ impl Store {
         }
         let res: Result<(), sqlx::Error> = on_pool!(self, p => async {
             let mut tx = p.begin().await?;
-            for w in writes {
+            let mut i = 0;
+            while i < writes.len() {
+                let run = writes[i..]
+                    .iter()
+                    .take(ARCHIVE_ROWS_PER_INSERT)
+                    .take_while(|w| matches!(w, Write::Archive(_)))
+                    .count();
+                if run > 0 {
+                    let mut b = sqlx::QueryBuilder::new(
+                        "INSERT INTO archive (channel, node, id, ts, sender, stanza, body) ");
+                    b.push_values(&writes[i..i + run], |mut row, w| {
+                        if let Write::Archive(r) = w {
+                            row.push_bind(&r.channel).push_bind(&r.node).push_bind(&r.id)
+                                .push_bind(r.ts).push_bind(&r.sender).push_bind(&r.stanza)
+                                .push_bind(&r.body);
+                        }
+                    });
+                    b.build().execute(&mut *tx).await?;
+                    i += run;
+                    continue;
+                }
+                let w = &writes[i];
+                i += 1;
                 match w {
                     Write::CreateChannel { channel, now_us } => {
                         sqlx::query("INSERT INTO channels (name, display_name, description, public, created_at) \
@@ -334,13 +360,9 @@ impl Store {
                             .bind(channel).bind(&row.jid).bind(&row.participant_id).bind(row.active)
                             .bind(direct).bind(prefs).execute(&mut *tx).await?;
                     }
-                    Write::Archive(r) => {
-                        sqlx::query("INSERT INTO archive (channel, node, id, ts, sender, stanza, body) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                            .bind(&r.channel).bind(&r.node).bind(&r.id).bind(r.ts)
-                            .bind(&r.sender).bind(&r.stanza).bind(&r.body)
-                            .execute(&mut *tx).await?;
-                    }
+                    // Appends never get here: runs of them were inserted above, in one
+                    // multi-row INSERT each (a statement per row costs a round trip each).
+                    Write::Archive(_) => {}
                     Write::Tombstone { channel, id, stanza } => {
                         sqlx::query("UPDATE archive SET stanza = $3, body = NULL, retracted = TRUE \
                                      WHERE channel = $1 AND id = $2")
