@@ -116,12 +116,13 @@ impl Router {
 
     async fn stanza(&mut self, link: Face, st: Element) {
         // Errors and IQ results are never answered (RFC 6120 §8.3.1). The only ones mixd asked
-        // for are answers to IQs a channel relayed (XEP-0403 §3.6), addressed to an encoded
-        // JID; the rest are dropped here. Other presence types and headlines still matter to
+        // for are addressed to an encoded JID: answers to IQs a channel relayed (XEP-0403
+        // §3.6) and bounces of private messages it switched (XEP-0404 §6); the rest are
+        // dropped here. Other presence types and headlines still matter to
         // channels (XEP-0403 unavailable presence), so the service and channels filter further.
         let answer = matches!(st.attr("type"), Some("error"))
             || (st.name() == "iq" && st.attr("type") == Some("result"));
-        if answer && !(st.name() == "iq" && to_encoded_jid(&st)) {
+        if answer && !(matches!(st.name(), "iq" | "message") && to_encoded_jid(&st)) {
             return;
         }
         let kind = st.name();

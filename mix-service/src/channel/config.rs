@@ -45,6 +45,8 @@ impl Rights {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JidVisibility {
     Visible,
+    /// "JID Maybe Visible": shown only for participants whose preference is 'always'.
+    Maybe,
     Hidden,
 }
 
@@ -93,6 +95,8 @@ impl MixConfig {
                 "information",
                 "banned",
                 "jidmap-visible",
+                // XEP-0406 §3.6 lists the avatar nodes among the defaults.
+                "avatar",
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -184,6 +188,7 @@ impl MixConfig {
         }
         let vis = match self.jid_visibility {
             JidVisibility::Visible => "jid-mandatory-visible",
+            JidVisibility::Maybe => "jid-optionally-visible",
             JidVisibility::Hidden => "jid-hidden",
         };
         x.append_child(field("JID Visibility", "list-single", &[vis]));
@@ -244,9 +249,8 @@ impl MixConfig {
                 "JID Visibility" => {
                     next.jid_visibility = match one.to_ascii_lowercase().as_str() {
                         "jid-hidden" | "hidden" => JidVisibility::Hidden,
-                        "jid-mandatory-visible" | "visible" | "jid-optionally-visible" => {
-                            JidVisibility::Visible
-                        }
+                        "jid-optionally-visible" | "maybe" => JidVisibility::Maybe,
+                        "jid-mandatory-visible" | "visible" => JidVisibility::Visible,
                         _ => return Err(format!("bad value for '{var}'")),
                     }
                 }

@@ -109,9 +109,6 @@ impl Channel {
         for f in FEATURES {
             query.append_child(elem("feature", DISCO_INFO, &[("var", f)]));
         }
-        if self.is_hidden() {
-            query.append_child(elem("feature", DISCO_INFO, &[("var", NS_ANON)]));
-        }
         Outcome::reply(iq_result(st, Some(query)))
     }
 

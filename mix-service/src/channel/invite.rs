@@ -41,6 +41,16 @@ impl Channel {
         from: &Jid,
         ctx: &mut Ctx<'_>,
     ) -> Outcome {
+        // Rights before anything else: a refused inviter learns nothing more.
+        let inviter = from.to_bare().to_string();
+        if !self.may_invite(&inviter) {
+            return Outcome::error(
+                st,
+                forbidden(
+                    "only administrators (or participants, where the channel allows it) invite",
+                ),
+            );
+        }
         let Some(invitee) = child_text(payload, "invitee") else {
             return Outcome::error(
                 st,
@@ -61,15 +71,6 @@ impl Channel {
                 ),
             );
         };
-        let inviter = from.to_bare().to_string();
-        if !self.may_invite(&inviter) {
-            return Outcome::error(
-                st,
-                forbidden(
-                    "only administrators (or participants, where the channel allows it) invite",
-                ),
-            );
-        }
         let invitee = invitee.to_string();
         if self.role(&invitee) == Role::Banned {
             return Outcome::error(st, forbidden("the invitee is banned from this channel"));

@@ -56,7 +56,7 @@ impl Channel {
             e.append_child(text_elem("nick", NS_CORE, n));
         }
         // XEP-0404 §3: a JID-hidden channel keeps the real JID out of the participants node.
-        if !self.is_hidden() {
+        if self.shows_jid(&p.jid) {
             e.append_child(text_elem("jid", NS_CORE, &p.jid));
         }
         e
@@ -134,25 +134,36 @@ impl Channel {
     }
 
     /// XEP-0407 §5: a nick newly registered with the service becomes the participant's nick
-    /// here, unless another participant of this channel holds it.
+    /// here. "A channel MUST NOT use a registered nick for any other participant": another
+    /// participant holding it here is renamed (the nick with its participant id appended).
     pub fn nick_registered(&mut self, bare: &str, nick: &str, ctx: &mut Ctx<'_>) -> Outcome {
         let mut out = Outcome::default();
-        let Some(current) = self.participants.get(bare).cloned() else {
-            return out;
-        };
-        if current.nick.as_deref() == Some(nick)
-            || self.nicks.get(&fold(nick)).is_some_and(|j| j != bare)
+        if let Some(holder) = self.nicks.get(&fold(nick)).cloned()
+            && holder != bare
         {
-            return out;
+            let id = self.participants.get(&holder).map(|p| p.id.clone());
+            let renamed = id.map(|id| format!("{nick}-{id}"));
+            self.nicks.remove(&fold(nick));
+            if let Some(r) = &renamed {
+                self.nicks.insert(fold(r), holder.clone());
+            }
+            if let Some(p) = self.participants.get_mut(&holder) {
+                p.nick = renamed;
+            }
+            self.publish_participant(&holder, ctx, &mut out);
         }
-        if let Some(old) = &current.nick {
-            self.nicks.remove(&fold(old));
+        if let Some(current) = self.participants.get(bare).cloned()
+            && current.nick.as_deref() != Some(nick)
+        {
+            if let Some(old) = &current.nick {
+                self.nicks.remove(&fold(old));
+            }
+            self.nicks.insert(fold(nick), bare.to_owned());
+            if let Some(p) = self.participants.get_mut(bare) {
+                p.nick = Some(nick.to_owned());
+            }
+            self.publish_participant(bare, ctx, &mut out);
         }
-        self.nicks.insert(fold(nick), bare.to_owned());
-        if let Some(p) = self.participants.get_mut(bare) {
-            p.nick = Some(nick.to_owned());
-        }
-        self.publish_participant(bare, ctx, &mut out);
         self.archive_node_changes(&mut out, ctx);
         out
     }

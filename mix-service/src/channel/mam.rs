@@ -207,11 +207,12 @@ impl Channel {
         if self.role(&bare) == Role::Banned
             || !(self.has(&bare, read) || self.role(&bare) >= Role::Admin)
         {
-            return Err(error(
-                ErrorType::Auth,
-                DefinedCondition::Forbidden,
-                "you may not read this archive",
-            ));
+            let text = if node == NODE_MESSAGES {
+                "only participants may read this channel's archive"
+            } else {
+                "you may not read this node's archive"
+            };
+            return Err(error(ErrorType::Auth, DefinedCondition::Forbidden, text));
         }
         Ok(node.to_owned())
     }

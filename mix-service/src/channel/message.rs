@@ -82,7 +82,7 @@ impl Channel {
         if let Some(n) = &p.nick {
             mix.append_child(text_elem("nick", NS_CORE, n));
         }
-        if !self.is_hidden() {
+        if self.shows_jid(&bare) {
             mix.append_child(text_elem("jid", NS_CORE, &bare));
         }
         reflected.append_child(mix);

@@ -181,6 +181,8 @@ pub struct Channel {
     invitations: HashMap<String, InvitationRow>,
     /// XEP-0403 §3.6 IQs relayed and not yet answered, by the id the channel gave them.
     relays: HashMap<String, private::Relay>,
+    /// XEP-0404 §6 private messages switched recently, by (recipient, id), for bounces.
+    pm_routes: HashMap<(String, String), private::PmRoute>,
     /// Where messages go (the messages node's subscribers' addresses), kept until a stanza
     /// changes persistent state (every change of subscriptions or participants is a write).
     messages_audience: Option<Arc<[String]>>,
@@ -238,7 +240,7 @@ fn present_nodes(config: &MixConfig) -> Vec<&'static str> {
         }
     }
     // XEP-0404 §3: the jidmap node exists for JID-hidden channels.
-    if config.jid_visibility == JidVisibility::Hidden {
+    if config.jid_visibility != JidVisibility::Visible {
         nodes.push(NODE_JIDMAP);
     }
     // XEP-0407 §7: the avatar nodes, with XEP-0084 semantics.
@@ -337,6 +339,7 @@ impl Channel {
             aliases: HashMap::new(),
             invitations: HashMap::new(),
             relays: HashMap::new(),
+            pm_routes: HashMap::new(),
             messages_audience: None,
         }
     }
@@ -410,8 +413,21 @@ impl Channel {
         self.participants.values()
     }
 
+    /// JIDs are not shown to everyone: the channel is JID Hidden or JID Maybe Visible
+    /// (XEP-0404 §2): the jidmap node exists, resources are stand-ins, MAM hides JIDs.
     pub fn is_hidden(&self) -> bool {
-        self.config.jid_visibility == JidVisibility::Hidden
+        self.config.jid_visibility != JidVisibility::Visible
+    }
+
+    /// Whether `bare`'s real JID is shown to other participants (XEP-0404 §2 and §5).
+    pub fn shows_jid(&self, bare: &str) -> bool {
+        match self.config.jid_visibility {
+            JidVisibility::Visible => true,
+            JidVisibility::Hidden => false,
+            JidVisibility::Maybe => self.participants.get(bare).is_some_and(|p| {
+                preferences::preference(&p.preferences, preferences::JID_VISIBILITY) == "always"
+            }),
+        }
     }
 
     /// XEP-0406 §3.1: the requester's role.
@@ -648,7 +664,7 @@ impl Channel {
             }
             // XEP-0407 §4 shows a get; a set asks the same.
             (NS_MISC, "invite", _) => self.invite(st, payload, from, ctx),
-            (NS_ANON, "user-preference", _) => self.user_preference(st, payload, ty, from),
+            (NS_ANON, "user-preference", _) => self.user_preference(st, payload, ty, from, ctx),
             (NS_MODERATE, "moderate", Set) | (NS_FASTEN, "apply-to", Set) => {
                 self.moderate(st, payload, from)
             }

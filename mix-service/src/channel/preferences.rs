@@ -9,7 +9,7 @@ use jid::Jid;
 use minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::{Channel, JidVisibility, Outcome};
+use super::{Channel, Ctx, JidVisibility, Outcome};
 use crate::request::IqType;
 use crate::stanza::{error, iq_result};
 use crate::xml::*;
@@ -168,6 +168,7 @@ impl Channel {
         payload: &Element,
         ty: IqType,
         from: &Jid,
+        ctx: &mut Ctx<'_>,
     ) -> Outcome {
         let bare = from.to_bare().to_string();
         let Some(p) = self.participants.get(&bare) else {
@@ -206,10 +207,15 @@ impl Channel {
         let mut r = Element::bare("user-preference", NS_ANON);
         r.append_child(form(&next, "result"));
         let mut out = Outcome::reply(iq_result(st, Some(r)));
+        let shown = self.shows_jid(&bare);
         if let Some(p) = self.participants.get_mut(&bare) {
             p.preferences = next;
         }
         out.writes.extend(self.participant_row(&bare, true));
+        // JID Maybe Visible: a changed preference changes what the participants node shows.
+        if self.shows_jid(&bare) != shown {
+            self.publish_participant(&bare, ctx, &mut out);
+        }
         out
     }
 }

@@ -95,7 +95,7 @@ impl Channel {
                     pres.append_child(c.clone());
                 }
                 let mut mix = Element::bare("mix", NS_PRESENCE);
-                if !self.is_hidden() {
+                if self.shows_jid(&bare) {
                     mix.append_child(text_elem("jid", NS_PRESENCE, &from.to_string()));
                 }
                 if let Some(n) = &nick {

@@ -19,6 +19,15 @@ const RELAY_TIMEOUT_US: i64 = 120 * 1_000_000;
 /// Pending relays kept per channel at most (a flood cannot grow memory without bound).
 const MAX_RELAYS: usize = 4096;
 
+/// A private message the channel switched, kept a while so that a bounce (an error from the
+/// recipient's side) finds its way back to the sender.
+#[derive(Debug, Clone)]
+pub struct PmRoute {
+    sender: String,
+    addressed: String,
+    sent_us: i64,
+}
+
 /// A relayed IQ waiting for its answer.
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -27,6 +36,9 @@ pub struct Relay {
     id: String,
     /// The encoded JID the requester addressed: the answer comes from it.
     addressed: String,
+    /// The real JID the request went to: only it may answer, even after its presence item is
+    /// gone (every request gets its answer, RFC 6120 §8.2.3).
+    target: String,
     sent_us: i64,
 }
 
@@ -80,10 +92,10 @@ impl Channel {
         &mut self,
         st: &Element,
         from: &Jid,
-        _ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'_>,
     ) -> Outcome {
         match st.attr("type") {
-            Some("error") => return Outcome::default(),
+            Some("error") => return self.private_bounce(st, from),
             Some("groupchat") => {
                 return Outcome::error(
                     st,
@@ -141,7 +153,42 @@ impl Channel {
         });
         set_attr(&mut pm, "from", &sender);
         set_attr(&mut pm, "to", &real);
+        if let Some(id) = st.attr("id") {
+            let now = ctx.now_us;
+            self.pm_routes
+                .retain(|_, r| now - r.sent_us < RELAY_TIMEOUT_US);
+            if self.pm_routes.len() < MAX_RELAYS {
+                self.pm_routes.insert(
+                    (real.clone(), id.to_owned()),
+                    PmRoute {
+                        sender: from.to_string(),
+                        addressed: to.to_string(),
+                        sent_us: now,
+                    },
+                );
+            }
+        }
         Outcome::reply(pm)
+    }
+
+    /// A private message bounced by the recipient's side: the error goes back to the sender,
+    /// from the encoded JID it wrote to (RFC 6120 §8.3: errors reach whoever sent).
+    fn private_bounce(&mut self, st: &Element, from: &Jid) -> Outcome {
+        let Some(id) = st.attr("id") else {
+            return Outcome::default();
+        };
+        let key = |jid: String| (jid, id.to_owned());
+        let route = self
+            .pm_routes
+            .remove(&key(from.to_string()))
+            .or_else(|| self.pm_routes.remove(&key(from.to_bare().to_string())));
+        let Some(route) = route else {
+            return Outcome::default();
+        };
+        let mut back = st.clone();
+        set_attr(&mut back, "from", &route.addressed);
+        set_attr(&mut back, "to", &route.sender);
+        Outcome::reply(back)
     }
 
     /// XEP-0403 §3.6: requests to an encoded JID go to the real JID; answers come back.
@@ -173,13 +220,17 @@ impl Channel {
         let Some(to) = st.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
             return Outcome::default();
         };
-        let (target, real) = match self.decode(&to) {
+        let (target, mut real) = match self.decode(&to) {
             Ok(t) => t,
             Err(e) => return Outcome::error(st, e),
         };
         let vcard = st
             .children()
             .any(|c| c.is("vCard", "vcard-temp") || c.ns() == "urn:ietf:params:xml:ns:vcard-4.0");
+        if vcard {
+            // XEP-0403 §3.6.1: a vCard lives with the account, on the user's server.
+            real = target.clone();
+        }
         if vcard && preference(&self.participants[&target].preferences, VCARD) != "allow" {
             return Outcome::error(
                 st,
@@ -210,6 +261,7 @@ impl Channel {
                 requester: from.to_string(),
                 id: st.attr("id").unwrap_or_default().to_owned(),
                 addressed: to.to_string(),
+                target: real.clone(),
                 sent_us: now,
             },
         );
@@ -224,15 +276,14 @@ impl Channel {
         let Some(id) = st.attr("id") else {
             return Outcome::default();
         };
-        // Only the entity the request went to may answer it.
+        // Only the entity the request went to may answer it: that full JID, or for a request
+        // to a bare JID, the account (its server, or one of its clients). Checked against where
+        // the request went, not against the presence items now: the client may have left the
+        // channel's presence (or its server may bounce the request) before the answer.
         let Some(relay) = self.relays.get(id) else {
             return Outcome::default();
         };
-        let expected = self
-            .decode(&relay.addressed.parse::<Jid>().unwrap_or(from.clone()))
-            .map(|(_, real)| real);
-        let answerer = from.to_string();
-        if !expected.is_ok_and(|real| real == answerer || from.to_bare().to_string() == real) {
+        if from.to_string() != relay.target && from.to_bare().to_string() != relay.target {
             return Outcome::default();
         }
         let Some(relay) = self.relays.remove(id) else {

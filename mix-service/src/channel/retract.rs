@@ -218,22 +218,33 @@ impl Channel {
             );
         }
 
+        // Someone else's message: whatever form was asked for, it goes out as moderation
+        // (XEP-0424 §6: clients apply a plain retraction only from the original sender).
+        let moderation = lookup.form.moderation() || !own;
         let channel = self.jid.to_string();
         let retraction_id = ctx.ids.archive_id(ctx.now_us);
         let stamp = datetime(ctx.now_us);
         let actor_id = self.ids.get(&lookup.by).cloned();
-        // Who retracted, as others may see it: the bare JID unless the channel hides JIDs.
-        let by_shown = match (&actor_id, self.is_hidden()) {
-            (Some(id), true) => format!("{id}#{channel}"),
-            (None, true) => channel.clone(),
-            _ => lookup.by.clone(),
+        // Who retracted, as others may see it: the bare JID unless the channel hides it.
+        let by_shown = match (&actor_id, self.shows_jid(&lookup.by)) {
+            (_, true) => lookup.by.clone(),
+            (Some(id), false) => format!("{id}#{channel}"),
+            (None, false) => channel.clone(),
         };
-        let moderator_addr = match &actor_id {
-            Some(id) => format!("{channel}/{id}"),
-            None => channel.clone(),
+        let moderated = |ns: &str| {
+            let mut m = elem(
+                "moderated",
+                ns,
+                &[("by", &moderator_addr(&actor_id, &channel))],
+            );
+            if let Some(id) = &actor_id {
+                m.append_child(elem("occupant-id", NS_OCCUPANT_ID, &[("id", id)]));
+            }
+            m
         };
+        let moderator_addr = moderator_addr(&actor_id, &channel);
 
-        let mut reflected = if lookup.form.moderation() {
+        let mut reflected = if moderation {
             // XEP-0425 §4.1: from the channel itself.
             elem(
                 "message",
@@ -266,12 +277,8 @@ impl Channel {
         // Every form, so each client finds the one it reads (RET-02).
         if !reflected.has_child("retract", NS_RETRACT) {
             let mut r = elem("retract", NS_RETRACT, &[("id", &lookup.id)]);
-            if lookup.form.moderation() {
-                let mut m = elem("moderated", NS_MODERATE, &[("by", &moderator_addr)]);
-                if let Some(id) = &actor_id {
-                    m.append_child(elem("occupant-id", NS_OCCUPANT_ID, &[("id", id)]));
-                }
-                r.append_child(m);
+            if moderation {
+                r.append_child(moderated(NS_MODERATE));
                 if let Some(reason) = &lookup.reason {
                     r.append_child(text_elem("reason", NS_RETRACT, reason));
                 }
@@ -291,7 +298,7 @@ impl Channel {
         if !reflected.has_child("retract", NS_MISC) {
             reflected.append_child(elem("retract", NS_MISC, &[("id", &lookup.id)]));
         }
-        if !lookup.form.moderation() {
+        if !moderation {
             let mut mix = Element::bare("mix", NS_CORE);
             if let Some(n) = self
                 .participants
@@ -300,7 +307,7 @@ impl Channel {
             {
                 mix.append_child(text_elem("nick", NS_CORE, &n));
             }
-            if !self.is_hidden() {
+            if self.shows_jid(&lookup.by) {
                 mix.append_child(text_elem("jid", NS_CORE, &lookup.by));
             }
             reflected.append_child(mix);
@@ -324,8 +331,9 @@ impl Channel {
             NS_RETRACT,
             &[("id", &retraction_id), ("stamp", &stamp)],
         );
-        if lookup.form.moderation() {
-            r1.append_child(elem("moderated", NS_MODERATE, &[("by", &moderator_addr)]));
+        if moderation {
+            // XEP-0425 §5: the tombstone says who moderated, with the occupant id.
+            r1.append_child(moderated(NS_MODERATE));
             if let Some(reason) = &lookup.reason {
                 r1.append_child(text_elem("reason", NS_RETRACT, reason));
             }
@@ -370,6 +378,14 @@ impl Channel {
             out.send(iq_result(&lookup.request, None));
         }
         out
+    }
+}
+
+/// The retracting participant's address in the channel, or the channel's own.
+fn moderator_addr(actor_id: &Option<String>, channel: &str) -> String {
+    match actor_id {
+        Some(id) => format!("{channel}/{id}"),
+        None => channel.to_owned(),
     }
 }
 

@@ -937,7 +937,7 @@ fn end_of_life_must_be_a_future_datetime_and_expires_the_channel() {
 }
 
 #[test]
-fn a_registered_nick_replaces_the_channel_nick_unless_taken_here() {
+fn a_registered_nick_replaces_the_channel_nick_and_nobody_else_keeps_it() {
     let mut ch = new_channel();
     run(&mut ch, &join("alice@x/a", "alice"));
     run(&mut ch, &join("bob@x/b", "bob"));
@@ -957,11 +957,21 @@ fn a_registered_nick_replaces_the_channel_nick_unless_taken_here() {
         !fanouts(&out).is_empty(),
         "participants node subscribers are told"
     );
+    // MISC-05: nobody else keeps a registered nick: bob is renamed, alice gets it.
+    let bob_id = ch.participant("bob@x").expect("bob").id.clone();
     let out = ch.nick_registered("alice@x", "Bob", &mut ctx);
-    assert!(out.writes.is_empty());
     assert_eq!(
         ch.participant("alice@x").and_then(|p| p.nick.as_deref()),
-        Some("witch")
+        Some("Bob")
+    );
+    assert_eq!(
+        ch.participant("bob@x").and_then(|p| p.nick.clone()),
+        Some(format!("Bob-{bob_id}"))
+    );
+    assert_eq!(
+        fanouts(&out).len(),
+        2,
+        "both participant items are republished"
     );
 }
 
@@ -969,7 +979,17 @@ fn a_registered_nick_replaces_the_channel_nick_unless_taken_here() {
 fn avatar_nodes_follow_nodes_present_and_the_update_rights() {
     let mut ch = new_channel();
     run(&mut ch, &join("alice@x/a", "alice"));
+    // XEP-0406 §3.6: the avatar nodes are among the default nodes; the owner can drop them.
+    assert!(ch.pubsub.node(NODE_AVATAR_METADATA).is_some());
+    configure(
+        &mut ch,
+        &[(
+            "Nodes Present",
+            "participants</value><value>presence</value><value>information</value><value>banned",
+        )],
+    );
     assert!(ch.pubsub.node(NODE_AVATAR_METADATA).is_none());
+    assert!(ch.pubsub.node(NODE_AVATAR_DATA).is_none());
     configure(
         &mut ch,
         &[(
@@ -1254,4 +1274,165 @@ fn results_of_a_now_hidden_channel_carry_no_real_jid() {
     let text = to_string(&results[0]);
     assert!(!text.contains("alice@x"), "{text}");
     assert!(text.contains("<nick>alice</nick>"));
+}
+
+#[test]
+fn an_admin_retracting_another_s_message_is_sent_as_moderation() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    run(&mut ch, &join("owner@x/o", "owner"));
+    let sent = run(
+        &mut ch,
+        &format!(
+            "<message xmlns='jabber:component:accept' type='groupchat' id='m1' from='alice@x/a' to='{CH}'><body>spam</body></message>"
+        ),
+    );
+    let original = archived(&ch, &sent);
+    let out = run(
+        &mut ch,
+        &format!(
+            "<message xmlns='jabber:component:accept' type='groupchat' id='r' from='owner@x/o' to='{CH}'>\
+             <retract xmlns='{NS_RETRACT}' id='{}'/><body>fallback</body></message>",
+            original.id
+        ),
+    );
+    let done = resolve(&mut ch, out, Some(original));
+    let (msg, _) = fanouts(&done)[0];
+    // XEP-0424 §6: clients apply a plain retraction only from the sender.
+    assert_eq!(msg.attr("from"), Some(CH));
+    let owner_id = ch.participant("owner@x").expect("owner").id.clone();
+    let m = msg
+        .get_child("retract", NS_RETRACT)
+        .and_then(|r| r.get_child("moderated", NS_MODERATE))
+        .expect("moderated");
+    assert_eq!(
+        m.get_child("occupant-id", NS_OCCUPANT_ID)
+            .and_then(|o| o.attr("id")),
+        Some(owner_id.as_str())
+    );
+    let tomb = done
+        .writes
+        .iter()
+        .find_map(|w| match w {
+            Write::Tombstone { stanza, .. } => Some(st(stanza)),
+            _ => None,
+        })
+        .expect("tombstone");
+    assert!(
+        tomb.get_child("retracted", NS_RETRACT)
+            .and_then(|r| r.get_child("moderated", NS_MODERATE))
+            .and_then(|m| m.get_child("occupant-id", NS_OCCUPANT_ID))
+            .is_some(),
+        "XEP-0425: the tombstone names the moderator's occupant id"
+    );
+}
+
+#[test]
+fn bounced_private_messages_go_back_and_vcards_go_to_the_account() {
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    run(&mut ch, &join("bob@x/b", "bob"));
+    let bob = ch.participant("bob@x").expect("bob").id.clone();
+    run(
+        &mut ch,
+        &format!(
+            "<message xmlns='jabber:component:accept' type='chat' id='pm1' from='alice@x/a' to='{bob}#{CH}'><body>hi</body></message>"
+        ),
+    );
+    let bounce = run(
+        &mut ch,
+        &format!(
+            "<message xmlns='jabber:component:accept' type='error' id='pm1' from='bob@x' to='someone#{CH}/a'>\
+             <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        ),
+    );
+    let back = ones(&bounce)[0];
+    assert_eq!(back.attr("to"), Some("alice@x/a"));
+    assert_eq!(back.attr("from"), Some(format!("{bob}#{CH}").as_str()));
+    assert!(
+        run(
+            &mut ch,
+            &format!(
+                "<message xmlns='jabber:component:accept' type='error' id='pm1' from='bob@x' to='x#{CH}'/>"
+            )
+        )
+        .sends
+        .is_empty(),
+        "one bounce, one error; unknown ones are dropped"
+    );
+    // Bob allows vCards; a request to his client goes to his account.
+    run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='p' from='bob@x/b' to='{CH}'>\
+             <user-preference xmlns='{NS_ANON}'><x xmlns='{NS_DATA}' type='submit'>\
+             <field var='FORM_TYPE'><value>{NS_ANON}</value></field>\
+             <field var='vCard'><value>allow</value></field></x></user-preference></iq>"
+        ),
+    );
+    run(
+        &mut ch,
+        &format!("<presence xmlns='jabber:component:accept' from='bob@x/b' to='{CH}'/>"),
+    );
+    let out = run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='v' from='alice@x/a' to='{bob}#{CH}/b'><vCard xmlns='vcard-temp'/></iq>"
+        ),
+    );
+    assert_eq!(ones(&out)[0].attr("to"), Some("bob@x"));
+}
+
+#[test]
+fn jid_maybe_visible_shows_only_those_who_always_want_it() {
+    let mut ch = new_channel();
+    configure(&mut ch, &[("JID Visibility", "jid-optionally-visible")]);
+    assert!(ch.is_hidden());
+    assert!(ch.pubsub.node(NODE_JIDMAP).is_some());
+    run(&mut ch, &join("alice@x/a", "alice"));
+    let always = format!(
+        "<iq xmlns='jabber:component:accept' type='set' id='j' from='carol@x/c' to='{CH}'>\
+         <join xmlns='{NS_CORE}'><subscribe node='{NODE_MESSAGES}'/><nick>carol</nick>\
+         <x xmlns='{NS_DATA}' type='submit'><field var='FORM_TYPE'><value>{NS_ANON}</value></field>\
+         <field var='JID Visibility'><value>always</value></field></x></join></iq>"
+    );
+    assert_eq!(ones(&run(&mut ch, &always))[0].attr("type"), Some("result"));
+    assert!(!ch.shows_jid("alice@x"));
+    assert!(ch.shows_jid("carol@x"));
+    let item = |ch: &Channel, who: &str| {
+        let id = ch.participant(who).expect("p").id.clone();
+        ch.pubsub
+            .node(NODE_PARTICIPANTS)
+            .and_then(|n| n.item(&id))
+            .and_then(|i| parse(&i.payload))
+            .expect("item")
+    };
+    assert!(item(&ch, "alice@x").get_child("jid", NS_CORE).is_none());
+    assert!(item(&ch, "carol@x").get_child("jid", NS_CORE).is_some());
+    let say = |from: &str| {
+        format!(
+            "<message xmlns='jabber:component:accept' type='groupchat' id='m' from='{from}' to='{CH}'><body>hi</body></message>"
+        )
+    };
+    let shown = |out: &Outcome| match &out.sends[0] {
+        Send::Shared { stanza, .. } => stanza
+            .get_child("mix", NS_CORE)
+            .and_then(|m| m.get_child("jid", NS_CORE))
+            .is_some(),
+        other => panic!("{other:?}"),
+    };
+    assert!(!shown(&run(&mut ch, &say("alice@x/a"))));
+    assert!(shown(&run(&mut ch, &say("carol@x/c"))));
+    // Alice changes her mind: her item now shows her JID.
+    let prefs = run(
+        &mut ch,
+        &format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='p' from='alice@x/a' to='{CH}'>\
+             <user-preference xmlns='{NS_ANON}'><x xmlns='{NS_DATA}' type='submit'>\
+             <field var='FORM_TYPE'><value>{NS_ANON}</value></field>\
+             <field var='JID Visibility'><value>always</value></field></x></user-preference></iq>"
+        ),
+    );
+    assert!(!fanouts(&prefs).is_empty());
+    assert!(item(&ch, "alice@x").get_child("jid", NS_CORE).is_some());
 }
