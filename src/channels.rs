@@ -104,8 +104,17 @@ pub struct Channels {
     pub store: mam_store::Store,
     pub out: Outbound,
     pub nicks: Arc<RwLock<NickRegistry>>,
-    actors: HashMap<String, mpsc::Sender<ChannelMsg>>,
+    /// How long a channel with nothing ephemeral stays in memory without traffic
+    /// (ARCHITECTURE "Life of a message" step 2: idle channels are dropped and reloaded).
+    pub idle: std::time::Duration,
+    actors: HashMap<String, Actor>,
     tasks: JoinSet<()>,
+}
+
+/// A live channel task: its inbox, and a signal that closes when the task has ended.
+struct Actor {
+    tx: mpsc::Sender<ChannelMsg>,
+    ended: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Channels {
@@ -120,6 +129,7 @@ impl Channels {
             store,
             out,
             nicks,
+            idle: std::time::Duration::from_secs(600),
             actors: HashMap::new(),
             tasks: JoinSet::new(),
         }
@@ -131,26 +141,38 @@ impl Channels {
         while self.tasks.try_join_next().is_some() {}
         for _ in 0..2 {
             let tx = match self.actors.get(name) {
-                Some(tx) => tx.clone(),
+                Some(a) => a.tx.clone(),
                 None => {
                     let (tx, rx) = mpsc::channel(INBOX);
+                    let (ended_tx, ended) = tokio::sync::oneshot::channel();
                     let task = Task {
                         name: name.to_owned(),
                         domain: self.domain.clone(),
                         store: self.store.clone(),
                         out: self.out.clone(),
                         nicks: self.nicks.clone(),
+                        idle: self.idle,
                     };
-                    self.tasks.spawn(task.run(rx));
-                    self.actors.insert(name.to_owned(), tx.clone());
+                    self.tasks.spawn(task.run(rx, ended_tx));
+                    self.actors.insert(
+                        name.to_owned(),
+                        Actor {
+                            tx: tx.clone(),
+                            ended,
+                        },
+                    );
                     tx
                 }
             };
             match tx.send(msg).await {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(m)) => {
-                    // The task ended (its channel was destroyed or never existed): start anew.
-                    self.actors.remove(name);
+                    // The task closed its inbox (idle, destroyed, or never existed). It may
+                    // still be committing what it had: wait for it to end before a new task
+                    // loads the channel, so the new one reads everything the old one wrote.
+                    if let Some(old) = self.actors.remove(name) {
+                        let _ = old.ended.await;
+                    }
                     msg = m;
                 }
             }
@@ -164,12 +186,29 @@ impl Channels {
     }
 }
 
+/// Counts channel tasks in `mixd_channels_live` while it exists.
+struct LiveGauge;
+
+impl LiveGauge {
+    fn new() -> LiveGauge {
+        metrics::gauge!("mixd_channels_live").increment(1.0);
+        LiveGauge
+    }
+}
+
+impl Drop for LiveGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("mixd_channels_live").decrement(1.0);
+    }
+}
+
 struct Task {
     name: String,
     domain: jid::BareJid,
     store: mam_store::Store,
     out: Outbound,
     nicks: Arc<RwLock<NickRegistry>>,
+    idle: std::time::Duration,
 }
 
 impl Task {
@@ -210,7 +249,14 @@ impl Task {
         }
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<ChannelMsg>) {
+    /// `_ended` is dropped when the task returns: that is the signal [`Channels::deliver`]
+    /// waits for before starting a channel's next task.
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<ChannelMsg>,
+        _ended: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let _live = LiveGauge::new();
         let state = match self.store.load_channel(&self.name).await {
             Ok(s) => s,
             Err(e) => {
@@ -246,7 +292,21 @@ impl Task {
         let mut ids = RealIds;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            if rx.recv_many(&mut batch, BATCH).await == 0 {
+            let got = match tokio::time::timeout(self.idle, rx.recv_many(&mut batch, BATCH)).await {
+                Ok(n) => n,
+                Err(_) => {
+                    // Idle: nothing in memory that the store cannot rebuild (no presence, no
+                    // relayed IQ or private message waiting for an answer), so the channel
+                    // leaves memory. Closing stops new stanzas; those already queued are still
+                    // handled below, then recv_many returns 0.
+                    if channel.is_idle(now_us()) {
+                        tracing::debug!(channel = %self.name, "idle; leaving memory");
+                        rx.close();
+                    }
+                    continue;
+                }
+            };
+            if got == 0 {
                 return;
             }
             let mut outcomes: Vec<(Outcome, ChannelMsg)> = Vec::with_capacity(batch.len());

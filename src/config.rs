@@ -118,6 +118,13 @@ pub const SETTINGS: &[Setting] = &[
         doc: "longest wait between two connection attempts (exponential backoff with jitter)",
     },
     Setting {
+        key: "limits.channel_idle_seconds",
+        env: "MIXD_CHANNEL_IDLE_SECONDS",
+        kind: Kind::Integer,
+        default: Some("600"),
+        doc: "a channel with no online client and no traffic leaves memory after this long",
+    },
+    Setting {
         key: "archive.retention_days",
         env: "MIXD_ARCHIVE_RETENTION_DAYS",
         kind: Kind::Integer,
@@ -153,6 +160,7 @@ pub struct Config {
     pub max_stanza_bytes: usize,
     pub outbound_queue: usize,
     pub reconnect_max: std::time::Duration,
+    pub channel_idle: std::time::Duration,
     pub retention: mam_store::Retention,
     pub retention_interval: std::time::Duration,
 }
@@ -392,6 +400,11 @@ impl<E: Fn(&str) -> Option<String>> Values<'_, E> {
                 "limits.reconnect_max_seconds",
                 1,
                 3600,
+            )?),
+            channel_idle: std::time::Duration::from_secs(self.integer(
+                "limits.channel_idle_seconds",
+                1,
+                86_400,
             )?),
             retention: mam_store::Retention {
                 days: Some(self.integer("archive.retention_days", 0, 1 << 20)? as i64)

@@ -108,12 +108,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     {
         nicks.insert(&jid, &nick);
     }
-    let channels = channels::Channels::new(
+    let mut channels = channels::Channels::new(
         domains.mix.clone(),
         store.clone(),
         mix_out.clone(),
         std::sync::Arc::new(std::sync::RwLock::new(nicks)),
     );
+    channels.idle = config.channel_idle;
     let router = Router {
         domains,
         store: store.clone(),

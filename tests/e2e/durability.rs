@@ -1,6 +1,6 @@
-//! The archive under a crash, and retention, through mixd's real component links: this test
-//! plays the XMPP server (XEP-0114) itself, so it can push thousands of messages and kill mixd
-//! at any moment.
+//! Channel state and the archive over time, through mixd's real component links: a crash,
+//! retention, and channels leaving memory when idle. The test plays the XMPP server (XEP-0114)
+//! itself, so it can push thousands of messages and kill mixd at any moment.
 //!
 //! "Durable before visible" (ARCHITECTURE step 4, the MAM issue item 6): after `kill -9` under
 //! load, every message any recipient received is in the archive after a restart, with the same
@@ -332,4 +332,64 @@ async fn retention_keeps_only_the_newest_entries() {
         }
     }
     assert_eq!(archived, sent[7..], "the five newest stay, in order");
+}
+
+/// `mixd_channels_live` from the admin API's metrics.
+fn live_channels(mixd: &Mixd) -> Option<f64> {
+    let (_, body) = mixd.get("/metrics")?;
+    body.lines()
+        .find(|l| l.starts_with("mixd_channels_live"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+/// ARCHITECTURE "Life of a message" step 2: an idle channel leaves memory and the next stanza
+/// loads it whole (participants, ids, subscriptions); one with a client online stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_channels_leave_memory_and_come_back_whole() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    let (mixd, mut links) = start(&listener, None, &[("MIXD_CHANNEL_IDLE_SECONDS", "1")]).await;
+    let channel = format!("idle{:08x}", rand::random::<u32>());
+    create_and_join(&mut links, &channel, 2).await;
+    let say = |text: &str| {
+        format!(
+            "<message type='groupchat' id='{text}' from='u1@localhost/r' to='{channel}@{MIX}'><body>{text}</body></message>"
+        )
+    };
+    let to_u0 = |e: &Element| e.name() == "message" && e.attr("to") == Some("u0@localhost");
+    links.send(&say("before")).await;
+    let before = links.until("reflection before", to_u0).await;
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if live_channels(&mixd) == Some(0.0) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(
+        gone,
+        "the idle channel stayed in memory: {:?}",
+        live_channels(&mixd)
+    );
+    links.send(&say("after")).await;
+    let after = links.until("reflection after reload", to_u0).await;
+    assert_eq!(
+        before.attr("from"),
+        after.attr("from"),
+        "same participant id after the reload"
+    );
+    assert_eq!(live_channels(&mixd), Some(1.0));
+    // A client online in the channel keeps it in memory (its presence is not stored).
+    links
+        .send(&format!(
+            "<presence from='u0@localhost/phone' to='{channel}@{MIX}'/>"
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        live_channels(&mixd),
+        Some(1.0),
+        "evicted with a client online"
+    );
 }

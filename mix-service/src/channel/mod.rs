@@ -401,6 +401,13 @@ impl Channel {
         p.get_child("nick", NS_CORE).map(|n| n.text())
     }
 
+    /// Nothing ephemeral is held: no client's presence, no relayed IQ or private message
+    /// waiting for its answer. Such a channel can leave memory; loading it rebuilds it whole.
+    pub fn is_idle(&mut self, now_us: i64) -> bool {
+        self.forget_unanswered(now_us);
+        self.presence.is_empty() && self.relays.is_empty() && self.pm_routes.is_empty()
+    }
+
     pub fn config(&self) -> &MixConfig {
         &self.config
     }

@@ -87,6 +87,14 @@ impl Channel {
         })
     }
 
+    /// Drop relays and private-message routes older than their timeout.
+    pub(super) fn forget_unanswered(&mut self, now_us: i64) {
+        self.relays
+            .retain(|_, r| now_us - r.sent_us < RELAY_TIMEOUT_US);
+        self.pm_routes
+            .retain(|_, r| now_us - r.sent_us < RELAY_TIMEOUT_US);
+    }
+
     /// XEP-0404 §6.
     pub(super) fn private_message(
         &mut self,
