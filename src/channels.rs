@@ -10,8 +10,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use jid::Jid;
 use minidom::Element;
-use mix_service::channel::{Channel, Ctx, Ids, Lookup, NickRegistry, Outcome, Send, mam};
+use mix_service::channel::{Channel, Ctx, Ids, Lookup, NickRegistry, Send, mam};
 use mix_service::stanza::{error, error_reply};
+use muc_mirror::room::{Room, RoomOutcome};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
@@ -98,11 +99,14 @@ pub fn fanout_bytes(stanza: &Element, to: &[String]) -> Vec<Bytes> {
     out
 }
 
-/// The live channels of the MIX face.
+/// The live channels, each serving both faces (MIX and the MUC mirror).
 pub struct Channels {
     pub domain: jid::BareJid,
+    /// The MUC mirror's domain: the same channels as rooms.
+    pub muc_domain: jid::BareJid,
     pub store: mam_store::Store,
     pub out: Outbound,
+    pub muc_out: Outbound,
     pub nicks: Arc<RwLock<NickRegistry>>,
     /// How long a channel with nothing ephemeral stays in memory without traffic
     /// (ARCHITECTURE "Life of a message" step 2: idle channels are dropped and reloaded).
@@ -119,15 +123,18 @@ struct Actor {
 
 impl Channels {
     pub fn new(
-        domain: jid::BareJid,
+        domains: &mix_service::Domains,
         store: mam_store::Store,
         out: Outbound,
+        muc_out: Outbound,
         nicks: Arc<RwLock<NickRegistry>>,
     ) -> Channels {
         Channels {
-            domain,
+            domain: domains.mix.clone(),
+            muc_domain: domains.muc.clone(),
             store,
             out,
+            muc_out,
             nicks,
             idle: std::time::Duration::from_secs(600),
             actors: HashMap::new(),
@@ -148,8 +155,10 @@ impl Channels {
                     let task = Task {
                         name: name.to_owned(),
                         domain: self.domain.clone(),
+                        muc_domain: self.muc_domain.clone(),
                         store: self.store.clone(),
                         out: self.out.clone(),
+                        muc_out: self.muc_out.clone(),
                         nicks: self.nicks.clone(),
                         idle: self.idle,
                     };
@@ -205,17 +214,33 @@ impl Drop for LiveGauge {
 struct Task {
     name: String,
     domain: jid::BareJid,
+    muc_domain: jid::BareJid,
     store: mam_store::Store,
     out: Outbound,
+    muc_out: Outbound,
     nicks: Arc<RwLock<NickRegistry>>,
     idle: std::time::Duration,
 }
 
 impl Task {
+    /// The link of the face a stanza comes from: its 'from' names the domain.
+    fn link_for(&self, el: &Element) -> (&Outbound, &'static str) {
+        let muc = el
+            .attr("from")
+            .and_then(|f| f.parse::<jid::Jid>().ok())
+            .is_some_and(|f| f.domain() == self.muc_domain.domain());
+        if muc {
+            (&self.muc_out, "muc")
+        } else {
+            (&self.out, "mix")
+        }
+    }
+
     async fn send_el(&self, el: &Element) {
-        metrics::counter!("mixd_stanzas_out_total", "domain" => "mix", "kind" => el.name().to_owned())
+        let (out, domain) = self.link_for(el);
+        metrics::counter!("mixd_stanzas_out_total", "domain" => domain, "kind" => el.name().to_owned())
             .increment(1);
-        self.out.send(el).await;
+        out.send(el).await;
     }
 
     async fn refuse(
@@ -271,35 +296,42 @@ impl Task {
                 return;
             }
         };
-        let Some(state) = state else {
-            self.close_refusing(
-                &mut rx,
-                DefinedCondition::ItemNotFound,
-                ErrorType::Cancel,
-                "no such channel",
-            )
-            .await;
-            return;
-        };
-        let (mut channel, init) = Channel::load(state, &self.domain, now_us());
-        if let Err(e) = self.store.commit(&init).await {
-            tracing::error!(channel = %self.name, error = %e, "initialising channel nodes failed");
-            return;
-        }
-        for probe in channel.startup_probes() {
-            self.send_el(&probe).await;
-        }
-        let mut ids = RealIds;
         let mut batch = Vec::with_capacity(BATCH);
+        let mut room = match state {
+            Some(state) => {
+                let (channel, init) = Channel::load(state, &self.domain, now_us());
+                if let Err(e) = self.store.commit(&init).await {
+                    tracing::error!(channel = %self.name, error = %e, "initialising channel nodes failed");
+                    return;
+                }
+                for probe in channel.startup_probes() {
+                    self.send_el(&probe).await;
+                }
+                Room::new(channel, &self.muc_domain)
+            }
+            None => match self.create_by_entering(&mut rx).await {
+                Some((room, first)) => {
+                    batch.push(first);
+                    room
+                }
+                None => return,
+            },
+        };
+        let mut ids = RealIds;
         loop {
-            let got = match tokio::time::timeout(self.idle, rx.recv_many(&mut batch, BATCH)).await {
+            let waiting = if batch.is_empty() {
+                tokio::time::timeout(self.idle, rx.recv_many(&mut batch, BATCH)).await
+            } else {
+                Ok(batch.len())
+            };
+            let got = match waiting {
                 Ok(n) => n,
                 Err(_) => {
                     // Idle: nothing in memory that the store cannot rebuild (no presence, no
                     // relayed IQ or private message waiting for an answer), so the channel
                     // leaves memory. Closing stops new stanzas; those already queued are still
                     // handled below, then recv_many returns 0.
-                    if channel.is_idle(now_us()) {
+                    if room.is_idle(now_us()) {
                         tracing::debug!(channel = %self.name, "idle; leaving memory");
                         rx.close();
                     }
@@ -309,7 +341,7 @@ impl Task {
             if got == 0 {
                 return;
             }
-            let mut outcomes: Vec<(Outcome, ChannelMsg)> = Vec::with_capacity(batch.len());
+            let mut outcomes: Vec<(RoomOutcome, ChannelMsg)> = Vec::with_capacity(batch.len());
             {
                 let registry = match self.nicks.read() {
                     Ok(r) => r,
@@ -322,24 +354,31 @@ impl Task {
                 };
                 for msg in batch.drain(..) {
                     let out = match &msg {
-                        ChannelMsg::Stanza(st) => channel.handle(st, &mut ctx),
+                        ChannelMsg::Stanza(st) => room.handle(st, &mut ctx),
                         ChannelMsg::Destroy(iq) => {
                             match iq.attr("from").and_then(|f| f.parse::<Jid>().ok()) {
-                                Some(from) => channel.destroy(iq, &from),
-                                None => Outcome::default(),
+                                Some(from) => {
+                                    let out = room.channel.destroy(iq, &from);
+                                    room.after(out)
+                                }
+                                None => RoomOutcome::default(),
                             }
                         }
                         ChannelMsg::NickRegistered { jid, nick } => {
-                            channel.nick_registered(jid, nick, &mut ctx)
+                            let out = room.channel.nick_registered(jid, nick, &mut ctx);
+                            room.after(out)
                         }
-                        ChannelMsg::Expire => channel.expire(ctx.now_us),
+                        ChannelMsg::Expire => {
+                            let out = room.channel.expire(ctx.now_us);
+                            room.after(out)
+                        }
                     };
                     outcomes.push((out, msg));
                 }
             }
             let writes: Vec<_> = outcomes
                 .iter_mut()
-                .flat_map(|(o, _)| o.writes.drain(..))
+                .flat_map(|(o, _)| o.outcome.writes.drain(..))
                 .collect();
             let start = Instant::now();
             let committed = self.store.commit(&writes).await;
@@ -361,10 +400,20 @@ impl Task {
             }
             let mut destroyed = false;
             let mut lookups = Vec::new();
-            for (out, _) in outcomes {
+            for (
+                RoomOutcome {
+                    outcome: out,
+                    history,
+                },
+                _,
+            ) in outcomes
+            {
                 self.send_all(out.sends).await;
                 if let Some(req) = out.query {
-                    self.answer_query(&req).await;
+                    self.answer_query(&req, &room).await;
+                }
+                for h in history {
+                    self.send_history(&h, &room).await;
                 }
                 lookups.extend(out.lookup);
                 destroyed |= out.destroyed;
@@ -374,7 +423,7 @@ impl Task {
                 if destroyed {
                     break;
                 }
-                if !self.resolve(&mut channel, lookup, &mut ids).await {
+                if !self.resolve(&mut room, lookup, &mut ids).await {
                     return;
                 }
             }
@@ -403,16 +452,17 @@ impl Task {
     }
 
     async fn fan_out(&self, stanza: &Element, to: &[String]) {
-        metrics::counter!("mixd_stanzas_out_total", "domain" => "mix", "kind" => stanza.name().to_owned())
+        let (out, domain) = self.link_for(stanza);
+        metrics::counter!("mixd_stanzas_out_total", "domain" => domain, "kind" => stanza.name().to_owned())
             .increment(to.len() as u64);
         for b in fanout_bytes(stanza, to) {
-            self.out.send_bytes(b).await;
+            out.send_bytes(b).await;
         }
     }
 
     /// Read the message a retraction names, let the channel decide, store, then send.
     /// `false` when storage failed and the task must end (the channel reloads on next use).
-    async fn resolve(&self, channel: &mut Channel, lookup: Lookup, ids: &mut RealIds) -> bool {
+    async fn resolve(&self, room: &mut Room, lookup: Lookup, ids: &mut RealIds) -> bool {
         let found = match self.store.archived(&self.name, &lookup.id).await {
             Ok(f) => f,
             Err(e) => {
@@ -433,7 +483,8 @@ impl Task {
                 ids,
                 nicks: &registry,
             };
-            channel.resolve(lookup.clone(), found, &mut ctx)
+            let out = room.channel.resolve(lookup.clone(), found, &mut ctx);
+            room.after(out).outcome
         };
         if let Err(e) = self.store.commit(&out.writes).await {
             tracing::error!(channel = %self.name, error = %e, "commit failed; retraction refused");
@@ -446,7 +497,85 @@ impl Task {
         true
     }
 
-    async fn answer_query(&self, req: &mam::MamRequest) {
+    /// XEP-0045 §7.2.15: the newcomer's history from the archive (the same as MAM, with the
+    /// room's `<delay/>`), then the subject.
+    async fn send_history(&self, h: &muc_mirror::room::History, room: &Room) {
+        if h.max > 0 {
+            let q = mam_store::ArchiveQuery {
+                channel: self.name.clone(),
+                node: mix_service::xml::NODE_MESSAGES.to_owned(),
+                backwards: true,
+                start: h.since_us,
+                max: h.max,
+                ..mam_store::ArchiveQuery::default()
+            };
+            match self.store.archive_page(&q).await {
+                Ok(page) => {
+                    for el in room.history(h, &page) {
+                        self.send_el(&el).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %self.name, error = %e, "reading history failed")
+                }
+            }
+        }
+        self.send_el(&h.subject).await;
+    }
+
+    /// A MUC join to a room that does not exist creates it, the joiner its owner (XEP-0045
+    /// §10.1.1); anything else is refused. Returns the new room and the join to handle.
+    async fn create_by_entering(
+        &self,
+        rx: &mut mpsc::Receiver<ChannelMsg>,
+    ) -> Option<(Room, ChannelMsg)> {
+        let first = rx.recv().await?;
+        let join = match &first {
+            ChannelMsg::Stanza(st) => muc_mirror::room::is_entering(st, &self.muc_domain),
+            _ => None,
+        };
+        let Some(owner) = join.filter(|_| mix_service::service::valid_channel_name(&self.name))
+        else {
+            self.refuse(
+                &first,
+                DefinedCondition::ItemNotFound,
+                ErrorType::Cancel,
+                "no such channel",
+            )
+            .await;
+            self.close_refusing(
+                rx,
+                DefinedCondition::ItemNotFound,
+                ErrorType::Cancel,
+                "no such channel",
+            )
+            .await;
+            return None;
+        };
+        let (channel, writes) = Channel::create(&self.name, &self.domain, &owner, true, now_us());
+        if let Err(e) = self.store.commit(&writes).await {
+            tracing::error!(channel = %self.name, error = %e, "creating a room failed");
+            self.refuse(
+                &first,
+                DefinedCondition::InternalServerError,
+                ErrorType::Wait,
+                "",
+            )
+            .await;
+            return None;
+        }
+        tracing::info!(channel = %self.name, %owner, "room created by entering it");
+        let mut room = Room::new(channel, &self.muc_domain);
+        room.created = true;
+        Some((room, first))
+    }
+
+    async fn answer_query(&self, req: &mam::MamRequest, room: &Room) {
+        let muc = req
+            .iq
+            .attr("to")
+            .and_then(|t| t.parse::<jid::Jid>().ok())
+            .is_some_and(|t| t.domain() == self.muc_domain.domain());
         if req.kind == mam::MamKind::Metadata {
             let q = &req.query;
             match self.store.archive_bounds(&q.channel, &q.node).await {
@@ -465,7 +594,12 @@ impl Task {
         }
         match self.store.archive_page(&req.query).await {
             Ok(page) => {
-                for el in mam::results(req, &page) {
+                let results = if muc {
+                    mam::results_with(req, &page, |m| Some(room.muc_view(&m)))
+                } else {
+                    mam::results(req, &page)
+                };
+                for el in results {
                     self.send_el(&el).await;
                 }
             }

@@ -109,9 +109,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         nicks.insert(&jid, &nick);
     }
     let mut channels = channels::Channels::new(
-        domains.mix.clone(),
+        &domains,
         store.clone(),
         mix_out.clone(),
+        muc_out.clone(),
         std::sync::Arc::new(std::sync::RwLock::new(nicks)),
     );
     channels.idle = config.channel_idle;

@@ -368,42 +368,10 @@ impl Router {
         self.reply_error(Face::Mix, st, err).await
     }
 
-    async fn for_channel(&mut self, face: Face, name: &str, st: Element) {
-        if face == Face::Mix {
-            return self.channels.deliver(name, ChannelMsg::Stanza(st)).await;
-        }
-        let st = &st;
-        if !deserves_answer(st) {
-            return;
-        }
-        let exists = match self.timed(self.store.channel(name)).await {
-            Ok(c) => c.is_some(),
-            Err(e) => {
-                tracing::error!(error = %e, "reading a channel failed");
-                return self
-                    .reply_error(
-                        face,
-                        st,
-                        error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
-                    )
-                    .await;
-            }
-        };
-        let err = if !exists {
-            let what = match face {
-                Face::Mix => "no such channel",
-                Face::Muc => "no such room",
-            };
-            error(ErrorType::Cancel, DefinedCondition::ItemNotFound, what)
-        } else {
-            // The channel exists but its own protocol is not served yet (issues 3 and 5).
-            error(
-                ErrorType::Cancel,
-                DefinedCondition::ServiceUnavailable,
-                "channel protocol not available yet",
-            )
-        };
-        self.reply_error(face, st, err).await;
+    /// A channel's stanza, on either face: its task serves MIX and the MUC mirror alike
+    /// (XEP-0408: one channel, two faces).
+    async fn for_channel(&mut self, _face: Face, name: &str, st: Element) {
+        self.channels.deliver(name, ChannelMsg::Stanza(st)).await
     }
 
     async fn timed<T>(&self, f: impl Future<Output = T>) -> T {

@@ -1,6 +1,7 @@
 //! The XEP-0045 face of mixd's channels: each channel is also a MUC room on the mirror domain.
 //!
-//! Served so far: the mirror service entity's discovery (XEP-0030, XEP-0408 form). Rooms come
-//! with the MUC-mirror issue.
+//! The service entity's discovery (XEP-0030, XEP-0408 form) and rooms ([`room::Room`]): a
+//! channel and its MUC occupants, one actor for both faces.
 
 pub mod disco;
+pub mod room;

@@ -30,7 +30,12 @@ fn nick_of(payload: &Element) -> Option<String> {
 impl Channel {
     /// The nick `bare` may use: `Err(conflict)` when another participant holds it or it is
     /// registered to someone else (XEP-0407 §5: a registered nick is never given to another).
-    fn check_nick(&self, bare: &str, nick: &str, ctx: &Ctx<'_>) -> Result<(), StanzaError> {
+    pub(super) fn check_nick(
+        &self,
+        bare: &str,
+        nick: &str,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), StanzaError> {
         if nick.len() > MAX_NICK || nick.chars().any(char::is_control) {
             return Err(error(
                 ErrorType::Modify,
@@ -67,6 +72,10 @@ impl Channel {
         let Some(p) = self.participants.get(bare).cloned() else {
             return;
         };
+        out.events.push(super::ChannelEvent::Participant {
+            bare: bare.to_owned(),
+            nick: p.nick.clone(),
+        });
         let payload = to_string(&self.participant_payload(&p));
         let mut none = String::new;
         if let Ok(fx) = self.pubsub.publish(
@@ -418,6 +427,9 @@ impl Channel {
         }
         self.participants.remove(bare);
         out.writes.extend(self.participant_row(bare, false));
+        out.events.push(super::ChannelEvent::Left {
+            bare: bare.to_owned(),
+        });
     }
 
     /// XEP-0369 §7.1.6.

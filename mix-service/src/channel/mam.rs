@@ -263,6 +263,16 @@ impl Channel {
 
 /// The result messages (before) and the IQ result with `<fin/>` (last), XEP-0313 §4.2.
 pub fn results(req: &MamRequest, page: &ArchivePage) -> Vec<Element> {
+    results_with(req, page, Some)
+}
+
+/// As [`results`], each archived stanza passed through `view` first (the MUC mirror shows
+/// the same archive from the room's JID; `None` leaves a row out).
+pub fn results_with(
+    req: &MamRequest,
+    page: &ArchivePage,
+    view: impl Fn(Element) -> Option<Element>,
+) -> Vec<Element> {
     let to = req.iq.attr("from").unwrap_or_default();
     let from = req.iq.attr("to").unwrap_or_default();
     let mut out = Vec::with_capacity(page.rows.len() + 1);
@@ -278,6 +288,9 @@ pub fn results(req: &MamRequest, page: &ArchivePage) -> Vec<Element> {
         if req.hide_jids {
             hide_jids(&mut archived);
         }
+        let Some(archived) = view(archived) else {
+            continue;
+        };
         let mut result = elem("result", NS_MAM, &[("id", &row.id)]);
         if let Some(q) = &req.queryid {
             set_attr(&mut result, "queryid", q);

@@ -101,6 +101,9 @@ impl Channel {
             body,
         }));
         // §7.1.7: one copy per messages-node subscriber, the sender included.
+        out.events.push(super::ChannelEvent::Message {
+            stanza: reflected.clone(),
+        });
         let to = self.messages_audience();
         if !to.is_empty() {
             out.sends.push(Send::Shared {

@@ -11,6 +11,7 @@ mod invite;
 mod join;
 pub mod mam;
 mod message;
+pub mod mirror;
 mod preferences;
 mod presence;
 mod private;
@@ -99,6 +100,27 @@ pub enum Send {
     },
 }
 
+/// What happened in the channel, for the other face (the MUC mirror renders these for its
+/// occupants; the MIX copies are already among the sends).
+#[derive(Debug, Clone)]
+pub enum ChannelEvent {
+    /// A groupchat message (or a retraction) was archived and reflected; `stanza` is the MIX
+    /// reflection (from `channel/participant-id`, or the channel for moderation).
+    Message { stanza: Element },
+    /// A client's presence in the channel: `Some` when available, `None` when gone.
+    Presence {
+        bare: String,
+        full: String,
+        presence: Option<Element>,
+    },
+    /// A participant's item was (re)published: joined, or nick or visibility changed.
+    Participant { bare: String, nick: Option<String> },
+    /// A participant is no longer one (left, or removed by a ban).
+    Left { bare: String },
+    /// The channel is gone.
+    Destroyed,
+}
+
 /// What handling a stanza produced.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -111,17 +133,18 @@ pub struct Outcome {
     pub lookup: Option<Lookup>,
     /// The channel no longer exists: drop it from memory.
     pub destroyed: bool,
+    pub events: Vec<ChannelEvent>,
 }
 
 impl Outcome {
-    fn reply(el: Element) -> Outcome {
+    pub fn reply(el: Element) -> Outcome {
         Outcome {
             sends: vec![Send::One(el)],
             ..Outcome::default()
         }
     }
 
-    fn error(st: &Element, err: StanzaError) -> Outcome {
+    pub fn error(st: &Element, err: StanzaError) -> Outcome {
         match error_reply(st, err) {
             Some(e) => Outcome::reply(e),
             None => Outcome::default(),
@@ -722,6 +745,7 @@ impl Channel {
             channel: self.name.clone(),
         });
         out.destroyed = true;
+        out.events.push(ChannelEvent::Destroyed);
         out
     }
 
@@ -742,6 +766,7 @@ impl Channel {
                 channel: self.name.clone(),
             }],
             destroyed: true,
+            events: vec![ChannelEvent::Destroyed],
             ..Outcome::default()
         }
     }

@@ -103,6 +103,11 @@ impl Channel {
                 }
                 pres.append_child(mix);
                 self.presence.insert(item, (from.to_string(), pres.clone()));
+                out.events.push(super::ChannelEvent::Presence {
+                    bare: bare.clone(),
+                    full: from.to_string(),
+                    presence: Some(pres.clone()),
+                });
                 let to = self.presence_subscribers();
                 if !to.is_empty() {
                     out.sends.push(Send::Fanout { stanza: pres, to });
@@ -110,6 +115,11 @@ impl Channel {
             }
             Some("unavailable") if self.presence.remove(&item).is_some() => {
                 self.aliases.remove(&from.to_string());
+                out.events.push(super::ChannelEvent::Presence {
+                    bare: bare.clone(),
+                    full: from.to_string(),
+                    presence: None,
+                });
                 self.unavailable(&item, &mut out);
             }
             // subscribe, subscribed, probe, unsubscribe...: roster bookkeeping of the user's
@@ -213,6 +223,11 @@ impl Channel {
         for item in gone {
             if let Some((full, _)) = self.presence.remove(&item) {
                 self.aliases.remove(&full);
+                out.events.push(super::ChannelEvent::Presence {
+                    bare: bare.to_owned(),
+                    full,
+                    presence: None,
+                });
             }
             self.unavailable(&item, out);
         }

@@ -367,6 +367,9 @@ impl Channel {
             .map(|n| n.subscribers())
             .unwrap_or_default();
         let to = self.audience(&subscribers);
+        out.events.push(super::ChannelEvent::Message {
+            stanza: reflected.clone(),
+        });
         if !to.is_empty() {
             out.sends.push(Send::Fanout {
                 stanza: reflected,

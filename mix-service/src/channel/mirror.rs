@@ -1,0 +1,275 @@
+//! What the other face (the MUC mirror, XEP-0408 "partially integrated") asks of a channel:
+//! the same participants, nicks, presence, subject and rights, driven by calls rather than MIX
+//! stanzas. A MUC occupant is a channel participant; its presence is a presence-node item.
+
+use jid::Jid;
+use minidom::Element;
+use pubsub_core::Actor;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use super::{Channel, Ctx, Outcome, Participant, Role, fold};
+use crate::stanza::{NS_STANZA, error};
+use crate::xml::*;
+
+/// The subject node's payload namespace (the early draft's node, seed 002).
+pub const NS_SUBJECT: &str = "urn:xmpp:mix:nodes:subject";
+
+/// The current subject: its text, the nick that set it, and when (Unix µs, from the item id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub text: String,
+    pub nick: Option<String>,
+    pub stamp: Option<i64>,
+}
+
+impl Channel {
+    /// Let `bare` in under `nick` (a MUC join): the checks of a MIX join (ban, allowed list,
+    /// nick taken or registered to someone else), then a participant without subscriptions.
+    /// Returns whether it was already a participant, and the outcome.
+    pub fn admit(
+        &mut self,
+        bare: &str,
+        nick: &str,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(bool, Outcome), StanzaError> {
+        match self.role(bare) {
+            Role::Banned => {
+                return Err(error(
+                    ErrorType::Auth,
+                    DefinedCondition::Forbidden,
+                    "you are banned from this room",
+                ));
+            }
+            Role::Anyone => {
+                return Err(error(
+                    ErrorType::Auth,
+                    DefinedCondition::RegistrationRequired,
+                    "this room is members-only",
+                ));
+            }
+            _ => {}
+        }
+        self.check_nick(bare, nick, ctx)?;
+        let mut out = Outcome::default();
+        let existing = self.participants.get(bare).cloned();
+        let known = existing.is_some();
+        if existing.as_ref().and_then(|p| p.nick.as_deref()) == Some(nick) {
+            return Ok((true, out));
+        }
+        let id = self.stable_id(bare, ctx);
+        let mut p = existing.unwrap_or(Participant {
+            id,
+            jid: bare.to_owned(),
+            nick: None,
+            direct: Default::default(),
+            preferences: Default::default(),
+        });
+        if let Some(old) = &p.nick {
+            self.nicks.remove(&fold(old));
+        }
+        p.nick = Some(nick.to_owned());
+        self.nicks.insert(fold(nick), bare.to_owned());
+        self.participants.insert(bare.to_owned(), p);
+        self.publish_participant(bare, ctx, &mut out);
+        out.writes.extend(self.participant_row(bare, true));
+        self.archive_node_changes(&mut out, ctx);
+        self.messages_audience = None;
+        Ok((known, out))
+    }
+
+    /// A participant's nick changes (a MUC nick change): the same rules as setnick.
+    pub fn rename(
+        &mut self,
+        bare: &str,
+        nick: &str,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Outcome, StanzaError> {
+        if !self.participants.contains_key(bare) {
+            return Err(error(ErrorType::Cancel, DefinedCondition::ItemNotFound, ""));
+        }
+        self.admit(bare, nick, ctx).map(|(_, out)| out)
+    }
+
+    /// A participant leaves (the last resource of a MUC occupant that was not a MIX
+    /// participant before).
+    pub fn depart(&mut self, bare: &str, ctx: &mut Ctx<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        self.remove_participant(bare, ctx, &mut out);
+        self.archive_node_changes(&mut out, ctx);
+        self.messages_audience = None;
+        out
+    }
+
+    /// A MUC occupant's client presence as a presence-node item (XEP-0403), so MIX clients
+    /// see it; `None` takes it away.
+    pub fn client_presence(
+        &mut self,
+        full: &Jid,
+        presence: Option<&Element>,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let mut st = elem(
+            "presence",
+            NS_STANZA,
+            &[("from", &full.to_string()), ("to", &self.jid.to_string())],
+        );
+        match presence {
+            Some(p) => {
+                for c in p.children().filter(|c| {
+                    matches!(c.name(), "show" | "status" | "priority") && c.ns() == p.ns()
+                }) {
+                    st.append_child(renamespace(c, &p.ns(), NS_STANZA));
+                }
+            }
+            None => set_attr(&mut st, "type", "unavailable"),
+        }
+        self.presence(&st, full, ctx)
+    }
+
+    /// Every client with presence in the channel: (bare JID, full JID).
+    pub fn online(&self) -> Vec<(String, String)> {
+        self.presence
+            .values()
+            .map(|(full, _)| {
+                let bare = full.split('/').next().unwrap_or_default().to_owned();
+                (bare, full.clone())
+            })
+            .collect()
+    }
+
+    /// The bare JID holding `nick` among the participants.
+    pub fn nick_holder(&self, nick: &str) -> Option<&str> {
+        self.nicks.get(&fold(nick)).map(String::as_str)
+    }
+
+    pub fn subject(&self) -> Option<Subject> {
+        let item = self.pubsub.node(NODE_SUBJECT)?.items().last()?;
+        let p = parse(&item.payload)?;
+        Some(Subject {
+            text: p.text(),
+            nick: p.attr("nick").map(str::to_owned),
+            stamp: parse_datetime(&item.id),
+        })
+    }
+
+    /// Set the subject (a MUC subject change, XEP-0045 §8.1): who may is the subject node's
+    /// write right. The item id is the time (like the info and config nodes).
+    pub fn set_subject(
+        &mut self,
+        bare: &str,
+        text: &str,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Outcome, StanzaError> {
+        if self.pubsub.node(NODE_SUBJECT).is_none() {
+            return Err(error(ErrorType::Cancel, DefinedCondition::ItemNotFound, ""));
+        }
+        let (_, write) = self.node_rights(NODE_SUBJECT);
+        if !self.has(bare, write) {
+            return Err(error(
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+                "you may not change the subject",
+            ));
+        }
+        let nick = self.participants.get(bare).and_then(|p| p.nick.clone());
+        let mut payload = Element::bare("subject", NS_SUBJECT);
+        if let Some(n) = &nick {
+            set_attr(&mut payload, "nick", n);
+        }
+        payload.append_text(text.to_owned());
+        let stamp = datetime(ctx.now_us);
+        let mut none = String::new;
+        let mut out = Outcome::default();
+        let fx = self
+            .pubsub
+            .publish(
+                Actor::service(),
+                NODE_SUBJECT,
+                Some(&stamp),
+                to_string(&payload),
+                &mut none,
+            )
+            .map_err(super::pubsub_error)?;
+        out.writes.extend(self.pubsub_writes(fx.changes));
+        self.notify(fx.notifications, ctx.ids, &mut out);
+        self.archive_node_changes(&mut out, ctx);
+        Ok(out)
+    }
+
+    /// The items of the banned node (bare JIDs or domains).
+    pub fn banned(&self) -> Vec<String> {
+        self.node_items(NODE_BANNED)
+    }
+
+    /// The items of the allowed node (bare JIDs or domains).
+    pub fn allowed(&self) -> Vec<String> {
+        self.node_items(NODE_ALLOWED)
+    }
+
+    fn node_items(&self, node: &str) -> Vec<String> {
+        self.pubsub
+            .node(node)
+            .map(|n| n.items().map(|i| i.id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether anyone but owners and admins is kept out: the allowed node exists (MM-06).
+    pub fn members_only(&self) -> bool {
+        self.pubsub.node(NODE_ALLOWED).is_some()
+    }
+
+    /// The channel's display name (info node), or its localpart.
+    pub fn display_name(&self) -> String {
+        self.pubsub
+            .node(NODE_INFO)
+            .and_then(|n| n.items().last())
+            .and_then(|i| parse(&i.payload))
+            .map(|f| super::disco::info_fields(&f).0)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.name.clone())
+    }
+
+    /// The channel's description (info node).
+    pub fn description(&self) -> String {
+        self.pubsub
+            .node(NODE_INFO)
+            .and_then(|n| n.items().last())
+            .and_then(|i| parse(&i.payload))
+            .map(|f| super::disco::info_fields(&f).1)
+            .unwrap_or_default()
+    }
+
+    /// Ban `bare` (MUC affiliation outcast): an item of the banned node, which removes the
+    /// participant (XEP-0406 §3.4).
+    pub fn ban(&mut self, by: &str, bare: &str, ctx: &mut Ctx<'_>) -> Result<Outcome, StanzaError> {
+        let (_, write) = self.node_rights(NODE_BANNED);
+        if !self.has(by, write) {
+            return Err(error(ErrorType::Auth, DefinedCondition::Forbidden, ""));
+        }
+        if self.role(bare) >= Role::Admin {
+            return Err(error(
+                ErrorType::Cancel,
+                DefinedCondition::NotAllowed,
+                "owners and administrators cannot be banned",
+            ));
+        }
+        let mut out = Outcome::default();
+        let mut none = String::new;
+        let fx = self
+            .pubsub
+            .publish(
+                Actor::service(),
+                NODE_BANNED,
+                Some(bare),
+                String::new(),
+                &mut none,
+            )
+            .map_err(super::pubsub_error)?;
+        out.writes.extend(self.pubsub_writes(fx.changes));
+        self.notify(fx.notifications, ctx.ids, &mut out);
+        self.remove_participant(bare, ctx, &mut out);
+        self.archive_node_changes(&mut out, ctx);
+        self.messages_audience = None;
+        Ok(out)
+    }
+}

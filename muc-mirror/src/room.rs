@@ -1,0 +1,1548 @@
+//! A channel seen as a XEP-0045 room on the mirror domain (XEP-0408 "partially integrated").
+//!
+//! The room owns the channel: stanzas for either face come here. MIX stanzas go to the
+//! channel, and what happened (its [`ChannelEvent`]s) is shown to MUC occupants; MUC stanzas
+//! become channel operations (a MUC occupant is a channel participant, its presence a
+//! presence-node item, its messages the channel's messages), shown to MIX participants by the
+//! channel itself. One archive, one subject, one set of rights, one nick per user.
+
+use std::collections::BTreeMap;
+
+use jid::{BareJid, Jid};
+use minidom::Element;
+use mix_service::channel::{Channel, ChannelEvent, Ctx, Outcome, Role, Send};
+use mix_service::stanza::{NS_STANZA, error, error_reply, iq_result};
+use mix_service::xml::*;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
+pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+pub const NS_PING: &str = "urn:xmpp:ping";
+
+/// History sent on entering when the client does not ask (XEP-0045 §7.2.15 leaves it to the
+/// service; Prosody sends 20).
+pub const DEFAULT_HISTORY: usize = 20;
+/// The most history a client can ask for.
+pub const MAX_HISTORY: usize = 250;
+
+/// One user in the room: one nick, any number of clients (XEP-0045 §7.2.10).
+#[derive(Debug, Clone)]
+pub struct Occupant {
+    pub nick: String,
+    pub bare: String,
+    /// Full JID → the presence it last sent (jabber:client children only).
+    pub sessions: BTreeMap<String, Element>,
+    /// The user became a participant by entering: leaving the room ends its participation.
+    pub through_muc: bool,
+}
+
+/// History the shell reads from the archive for a newcomer, then the subject after it
+/// (XEP-0045 §7.2.2 order: presences, self-presence, history, subject).
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The newcomer's full JID.
+    pub to: String,
+    /// Most recent messages to send; 0 for none.
+    pub max: usize,
+    /// Only messages at or after this time (Unix µs).
+    pub since_us: Option<i64>,
+    /// At most this many characters of stanzas in all.
+    pub maxchars: Option<usize>,
+    /// The subject message, sent after the history.
+    pub subject: Element,
+}
+
+/// One occupant's presence as announced to the room.
+struct Announce<'a> {
+    bare: &'a str,
+    nick: &'a str,
+    source: Option<&'a Element>,
+    full: Option<&'a str>,
+    unavailable: bool,
+    codes: &'a [&'a str],
+}
+
+/// What a stanza produced, for the shell: the channel's outcome plus history to read.
+#[derive(Debug, Default)]
+pub struct RoomOutcome {
+    pub outcome: Outcome,
+    pub history: Vec<History>,
+}
+
+impl From<Outcome> for RoomOutcome {
+    fn from(outcome: Outcome) -> Self {
+        RoomOutcome {
+            outcome,
+            history: Vec::new(),
+        }
+    }
+}
+
+/// The bare JID of whoever is entering a room of `muc_domain` with this stanza, if it is an
+/// entry (available presence to `room/nick` with `<x xmlns='…muc'/>`).
+pub fn is_entering(st: &Element, muc_domain: &BareJid) -> Option<String> {
+    let to = st.attr("to")?.parse::<Jid>().ok()?;
+    let from = st.attr("from")?.parse::<Jid>().ok()?;
+    (st.name() == "presence"
+        && st.attr("type").is_none()
+        && st.has_child("x", NS_MUC)
+        && to.domain() == muc_domain.domain()
+        && to.resource().is_some())
+    .then(|| from.to_bare().to_string())
+}
+
+/// The room: the channel and its MUC occupants.
+pub struct Room {
+    pub channel: Channel,
+    /// `name@muc-domain`.
+    pub jid: BareJid,
+    /// Occupants that entered through the MUC face, by bare JID.
+    occupants: BTreeMap<String, Occupant>,
+    /// Nicks of MIX participants with presence, as last shown to MUC occupants.
+    mix_nicks: BTreeMap<String, String>,
+    /// A room created by entering it (status 201 for its creator).
+    pub created: bool,
+}
+
+fn muc_error(st: &Element, err: StanzaError) -> Outcome {
+    // XEP-0045 §7.2.6: presence errors carry the <x xmlns='…muc'/> back.
+    let mut out = Outcome::default();
+    if let Some(mut e) = error_reply(st, err) {
+        if st.name() == "presence" && st.has_child("x", NS_MUC) {
+            e.append_child(Element::bare("x", NS_MUC));
+        }
+        out.sends.push(Send::One(e));
+    }
+    out
+}
+
+fn bad(text: &str) -> StanzaError {
+    error(ErrorType::Modify, DefinedCondition::BadRequest, text)
+}
+
+impl Room {
+    pub fn new(channel: Channel, muc_domain: &BareJid) -> Room {
+        let jid = format!("{}@{muc_domain}", channel.name)
+            .parse()
+            .unwrap_or_else(|_| muc_domain.clone());
+        Room {
+            channel,
+            jid,
+            occupants: BTreeMap::new(),
+            mix_nicks: BTreeMap::new(),
+            created: false,
+        }
+    }
+
+    /// Show the other face what an outcome of the channel's own (a MIX service request, an
+    /// expiry, a retraction decided after reading the archive) did.
+    pub fn after(&mut self, mut out: Outcome) -> RoomOutcome {
+        self.show_events(&mut out);
+        out.into()
+    }
+
+    /// Nothing ephemeral held by either face: no MUC occupant, and the channel idle too.
+    pub fn is_idle(&mut self, now_us: i64) -> bool {
+        self.occupants.is_empty() && self.channel.is_idle(now_us)
+    }
+
+    /// The newcomer's history: the archive page (newest last) as occupants see it, with the
+    /// room's delay, within the character budget (whole stanzas only, the newest kept).
+    pub fn history(&self, h: &History, page: &mam_store::ArchivePage) -> Vec<Element> {
+        let mut out: Vec<Element> = Vec::new();
+        let mut chars = 0usize;
+        for row in page.rows.iter().rev() {
+            let Some(stored) = parse(&row.stanza) else {
+                continue;
+            };
+            if row.retracted {
+                // XEP-0424 §6: a retracted message is not distributed again.
+                continue;
+            }
+            let mut m = renamespace(&self.muc_view(&stored), NS_CLIENT, NS_STANZA);
+            set_attr(&mut m, "to", &h.to);
+            m.append_child(elem(
+                "delay",
+                NS_DELAY,
+                &[
+                    ("from", &self.jid.to_string()),
+                    ("stamp", &datetime(row.ts)),
+                ],
+            ));
+            if let Some(limit) = h.maxchars {
+                chars += to_string(&m).len();
+                if chars > limit {
+                    break;
+                }
+            }
+            out.push(m);
+        }
+        out.reverse();
+        out
+    }
+
+    /// Any stanza for this channel, on either face.
+    pub fn handle(&mut self, st: &Element, ctx: &mut Ctx<'_>) -> RoomOutcome {
+        let to = st.attr("to").and_then(|t| t.parse::<Jid>().ok());
+        let muc = to.as_ref().is_some_and(|t| t.domain() == self.jid.domain());
+        if !muc {
+            let mut out = self.channel.handle(st, ctx);
+            self.show_events(&mut out);
+            return out.into();
+        }
+        let Some(from) = st.attr("from").and_then(|f| f.parse::<Jid>().ok()) else {
+            return RoomOutcome::default();
+        };
+        let nick = to
+            .as_ref()
+            .and_then(|t| t.resource())
+            .map(|r| r.as_str().to_owned());
+        match (st.name(), nick) {
+            ("presence", Some(nick)) => self.presence(st, &from, &nick, ctx),
+            ("presence", None) => {
+                if st.attr("type").is_none() && st.has_child("x", NS_MUC) {
+                    // XEP-0045 §7.2.1: entering needs a nick.
+                    muc_error(
+                        st,
+                        error(
+                            ErrorType::Modify,
+                            DefinedCondition::JidMalformed,
+                            "a nick is required to enter",
+                        ),
+                    )
+                    .into()
+                } else {
+                    RoomOutcome::default()
+                }
+            }
+            ("message", None) => self.room_message(st, &from, ctx),
+            ("message", Some(nick)) => self.private_message(st, &from, &nick).into(),
+            ("iq", None) => self.room_iq(st, &from, ctx),
+            ("iq", Some(nick)) => self.occupant_iq(st, &from, &nick).into(),
+            _ => RoomOutcome::default(),
+        }
+    }
+
+    // ---- who is who -------------------------------------------------------------------
+
+    fn occupant_of(&self, full: &Jid) -> Option<&Occupant> {
+        let bare = full.to_bare().to_string();
+        self.occupants
+            .get(&bare)
+            .filter(|o| o.sessions.contains_key(&full.to_string()))
+    }
+
+    /// Everyone shown as an occupant: MUC occupants, and MIX participants with presence.
+    fn everyone(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .occupants
+            .values()
+            .map(|o| (o.bare.clone(), o.nick.clone()))
+            .collect();
+        for (bare, nick) in &self.mix_nicks {
+            if !self.occupants.contains_key(bare) {
+                all.push((bare.clone(), nick.clone()));
+            }
+        }
+        all
+    }
+
+    /// Every MUC client's full JID (where room traffic goes).
+    fn audience(&self) -> Vec<String> {
+        self.occupants
+            .values()
+            .flat_map(|o| o.sessions.keys().cloned())
+            .collect()
+    }
+
+    /// Moderators' and others' clients apart (semi-anonymous rooms show JIDs to moderators).
+    fn audiences(&self) -> (Vec<String>, Vec<String>) {
+        let mut mods = Vec::new();
+        let mut rest = Vec::new();
+        for o in self.occupants.values() {
+            let target = if self.is_moderator(&o.bare) {
+                &mut mods
+            } else {
+                &mut rest
+            };
+            target.extend(o.sessions.keys().cloned());
+        }
+        (mods, rest)
+    }
+
+    fn is_moderator(&self, bare: &str) -> bool {
+        self.channel.role(bare) >= Role::Admin
+    }
+
+    /// XEP-0045 affiliation of a user, from the channel's roles (MM-06).
+    fn affiliation(&self, bare: &str) -> &'static str {
+        match self.channel.role(bare) {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Banned => "outcast",
+            _ if self.channel.members_only() && self.channel.role(bare) >= Role::Allowed => {
+                "member"
+            }
+            _ => "none",
+        }
+    }
+
+    fn role(&self, bare: &str) -> &'static str {
+        if self.is_moderator(bare) {
+            "moderator"
+        } else {
+            "participant"
+        }
+    }
+
+    fn occupant_id(&self, bare: &str) -> Option<String> {
+        self.channel.participant(bare).map(|p| p.id.clone())
+    }
+
+    fn nick_jid(&self, nick: &str) -> String {
+        format!("{}/{nick}", self.jid)
+    }
+
+    /// Non-anonymous unless the channel hides JIDs (XEP-0404 → semi-anonymous).
+    fn non_anonymous(&self) -> bool {
+        !self.channel.is_hidden()
+    }
+
+    // ---- presence -----------------------------------------------------------------------
+
+    /// An occupant's presence as the room shows it: from `room/nick`, its show/status, one
+    /// `<x muc#user><item/></x>`, the occupant id; `with_jid` adds the real JID.
+    fn occupant_presence(
+        &self,
+        bare: &str,
+        nick: &str,
+        source: Option<&Element>,
+        full: Option<&str>,
+        with_jid: bool,
+        unavailable: bool,
+    ) -> Element {
+        let mut p = elem("presence", NS_STANZA, &[("from", &self.nick_jid(nick))]);
+        if unavailable {
+            set_attr(&mut p, "type", "unavailable");
+        }
+        if let Some(src) = source {
+            for c in src
+                .children()
+                .filter(|c| matches!(c.name(), "show" | "status" | "priority"))
+            {
+                p.append_child(renamespace(c, &c.ns(), NS_STANZA));
+            }
+        }
+        let mut x = Element::bare("x", NS_MUC_USER);
+        let role = if unavailable { "none" } else { self.role(bare) };
+        let mut item = elem(
+            "item",
+            NS_MUC_USER,
+            &[("affiliation", self.affiliation(bare)), ("role", role)],
+        );
+        if with_jid && let Some(f) = full {
+            set_attr(&mut item, "jid", f);
+        }
+        x.append_child(item);
+        p.append_child(x);
+        if let Some(id) = self.occupant_id(bare) {
+            p.append_child(elem("occupant-id", NS_OCCUPANT_ID, &[("id", &id)]));
+        }
+        p
+    }
+
+    /// The presence of one occupant to everyone in the room (two renderings when only
+    /// moderators may see JIDs).
+    fn broadcast_presence(&self, a: Announce<'_>, except: &[String], out: &mut Outcome) {
+        let Announce {
+            bare,
+            nick,
+            source,
+            full,
+            unavailable,
+            codes,
+        } = a;
+        let with_codes = |mut p: Element| {
+            if !codes.is_empty()
+                && let Some(x) = p.get_child_mut("x", NS_MUC_USER)
+            {
+                for c in codes {
+                    x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+                }
+            }
+            p
+        };
+        let (mods, rest) = self.audiences();
+        let keep = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().filter(|t| !except.contains(t)).collect()
+        };
+        let (mods, rest) = (keep(mods), keep(rest));
+        if self.non_anonymous() {
+            let to: Vec<String> = mods.into_iter().chain(rest).collect();
+            if !to.is_empty() {
+                let p =
+                    with_codes(self.occupant_presence(bare, nick, source, full, true, unavailable));
+                out.sends.push(Send::Fanout { stanza: p, to });
+            }
+        } else {
+            if !mods.is_empty() {
+                let p =
+                    with_codes(self.occupant_presence(bare, nick, source, full, true, unavailable));
+                out.sends.push(Send::Fanout {
+                    stanza: p,
+                    to: mods,
+                });
+            }
+            if !rest.is_empty() {
+                let p = with_codes(self.occupant_presence(
+                    bare,
+                    nick,
+                    source,
+                    full,
+                    false,
+                    unavailable,
+                ));
+                out.sends.push(Send::Fanout {
+                    stanza: p,
+                    to: rest,
+                });
+            }
+        }
+    }
+
+    fn presence(&mut self, st: &Element, from: &Jid, nick: &str, ctx: &mut Ctx<'_>) -> RoomOutcome {
+        let bare = from.to_bare().to_string();
+        let full = from.to_string();
+        let known = self.occupant_of(from).is_some();
+        match st.attr("type") {
+            None if known => {
+                let current = self.occupants[&bare].nick.clone();
+                if current != nick {
+                    return self.change_nick(st, from, nick, ctx).into();
+                }
+                // XEP-0045 §7.2.1 / MUC-ENT-10: a join from a joined client is a resync.
+                if st.has_child("x", NS_MUC) {
+                    return self.enter(st, from, nick, ctx);
+                }
+                self.update_presence(st, from, ctx).into()
+            }
+            None if st.has_child("x", NS_MUC) => self.enter(st, from, nick, ctx),
+            None => {
+                // MUC-ENT-11: presence without <x/> from a non-occupant: tell it it is not in.
+                let mut p = elem(
+                    "presence",
+                    NS_STANZA,
+                    &[
+                        ("from", &self.nick_jid(nick)),
+                        ("to", &full),
+                        ("type", "unavailable"),
+                    ],
+                );
+                let mut x = Element::bare("x", NS_MUC_USER);
+                x.append_child(elem(
+                    "item",
+                    NS_MUC_USER,
+                    &[("affiliation", "none"), ("role", "none")],
+                ));
+                for c in ["110", "307", "333"] {
+                    x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+                }
+                p.append_child(x);
+                Outcome::reply(p).into()
+            }
+            Some("unavailable") if known => self.leave(from, &[], ctx).into(),
+            // MUC-ERR: an error from a client removes it (status 333).
+            Some("error") if known => self.leave(from, &["333"], ctx).into(),
+            _ => RoomOutcome::default(),
+        }
+    }
+
+    fn enter(&mut self, st: &Element, from: &Jid, nick: &str, ctx: &mut Ctx<'_>) -> RoomOutcome {
+        let bare = from.to_bare().to_string();
+        let full = from.to_string();
+        let nick = nick.trim();
+        if nick.is_empty() {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Modify,
+                    DefinedCondition::JidMalformed,
+                    "empty nick",
+                ),
+            )
+            .into();
+        }
+        // One nick per user: another client of an occupant uses the same one.
+        if let Some(o) = self.occupants.get(&bare)
+            && o.nick != nick
+        {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::NotAcceptable,
+                    "your other clients use another nick in this room",
+                ),
+            )
+            .into();
+        }
+        let (was_participant, mut out) = match self.channel.admit(&bare, nick, ctx) {
+            Ok(r) => r,
+            Err(e) => return muc_error(st, e).into(),
+        };
+        let resync = self.occupant_of(from).is_some();
+        let first_session = !self.occupants.contains_key(&bare);
+        let occupant = self.occupants.entry(bare.clone()).or_insert(Occupant {
+            nick: nick.to_owned(),
+            bare: bare.clone(),
+            sessions: BTreeMap::new(),
+            through_muc: !was_participant,
+        });
+        occupant.sessions.insert(full.clone(), st.clone());
+        // The occupant's client as a presence-node item, for MIX clients (MM-06).
+        let mixed = self.channel.client_presence(from, Some(st), ctx);
+        out.writes.extend(mixed.writes);
+        out.sends.extend(mixed.sends);
+        // (1) everyone already in, to the newcomer (MUC-ENT-03).
+        let is_mod = self.is_moderator(&bare);
+        for (other, other_nick) in self.everyone() {
+            if other == bare {
+                continue;
+            }
+            let (source, other_full) = match self.occupants.get(&other) {
+                Some(o) => {
+                    let (f, p) = o
+                        .sessions
+                        .iter()
+                        .next_back()
+                        .map(|(f, p)| (f.clone(), p.clone()))
+                        .unzip();
+                    (p, f)
+                }
+                None => (
+                    None,
+                    self.channel
+                        .online()
+                        .into_iter()
+                        .find(|(b, _)| *b == other)
+                        .map(|(_, f)| f),
+                ),
+            };
+            let p = self.occupant_presence(
+                &other,
+                &other_nick,
+                source.as_ref(),
+                other_full.as_deref(),
+                self.non_anonymous() || is_mod,
+                false,
+            );
+            let mut p = p;
+            set_attr(&mut p, "to", &full);
+            out.sends.push(Send::One(p));
+        }
+        // (2) the newcomer to everyone else, then to itself with its status codes.
+        if first_session || !resync {
+            self.broadcast_presence(
+                Announce {
+                    bare: &bare,
+                    nick,
+                    source: Some(st),
+                    full: Some(&full),
+                    unavailable: false,
+                    codes: &[],
+                },
+                std::slice::from_ref(&full),
+                &mut out,
+            );
+        }
+        let mut own = self.occupant_presence(&bare, nick, Some(st), Some(&full), true, false);
+        set_attr(&mut own, "to", &full);
+        if let Some(id) = st.attr("id") {
+            set_attr(&mut own, "id", id);
+        }
+        if let Some(x) = own.get_child_mut("x", NS_MUC_USER) {
+            let mut codes = vec!["110"];
+            if self.non_anonymous() {
+                codes.push("100");
+            }
+            if self.created {
+                codes.push("201");
+            }
+            for c in codes {
+                x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+            }
+        }
+        self.created = false;
+        out.sends.push(Send::One(own));
+        // (3) history and (4) the subject: read and sent by the shell, in that order.
+        let history = self.history_request(st, &full, ctx.now_us);
+        let mut r = RoomOutcome::from(out);
+        r.history.push(history);
+        r
+    }
+
+    fn history_request(&self, st: &Element, full: &str, now_us: i64) -> History {
+        let h = st
+            .get_child("x", NS_MUC)
+            .and_then(|x| x.children().find(|c| c.name() == "history"));
+        let num = |name: &str| {
+            h.and_then(|h| h.attr(name))
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        let mut max = num("maxstanzas")
+            .map(|n| n.clamp(0, MAX_HISTORY as i64) as usize)
+            .unwrap_or(DEFAULT_HISTORY);
+        let maxchars = num("maxchars").map(|n| n.max(0) as usize);
+        if maxchars == Some(0) {
+            max = 0;
+        }
+        let mut since_us = h.and_then(|h| h.attr("since")).and_then(parse_datetime);
+        if let Some(s) = num("seconds") {
+            let t = now_us - s.max(0) * 1_000_000;
+            since_us = Some(since_us.map_or(t, |x| x.max(t)));
+        }
+        History {
+            to: full.to_owned(),
+            max,
+            since_us,
+            maxchars,
+            subject: self.subject_message(full),
+        }
+    }
+
+    /// MUC-HIST-03: the subject (an empty one when unset), from the room or its setter.
+    pub fn subject_message(&self, to: &str) -> Element {
+        let subject = self.channel.subject();
+        let from = match subject.as_ref().and_then(|s| s.nick.clone()) {
+            Some(n) => self.nick_jid(&n),
+            None => self.jid.to_string(),
+        };
+        let mut m = elem(
+            "message",
+            NS_STANZA,
+            &[("from", &from), ("to", to), ("type", "groupchat")],
+        );
+        m.append_child(text_elem(
+            "subject",
+            NS_STANZA,
+            &subject.as_ref().map(|s| s.text.clone()).unwrap_or_default(),
+        ));
+        if let Some(t) = subject.as_ref().and_then(|s| s.stamp) {
+            m.append_child(elem(
+                "delay",
+                NS_DELAY,
+                &[("from", &self.jid.to_string()), ("stamp", &datetime(t))],
+            ));
+        }
+        m
+    }
+
+    fn update_presence(&mut self, st: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> Outcome {
+        let bare = from.to_bare().to_string();
+        let full = from.to_string();
+        let Some(o) = self.occupants.get_mut(&bare) else {
+            return Outcome::default();
+        };
+        o.sessions.insert(full.clone(), st.clone());
+        let nick = o.nick.clone();
+        let mut out = self.channel.client_presence(from, Some(st), ctx);
+        out.events.clear();
+        self.broadcast_presence(
+            Announce {
+                bare: &bare,
+                nick: &nick,
+                source: Some(st),
+                full: Some(&full),
+                unavailable: false,
+                codes: &[],
+            },
+            &[],
+            &mut out,
+        );
+        out
+    }
+
+    fn leave(&mut self, from: &Jid, codes: &[&str], ctx: &mut Ctx<'_>) -> Outcome {
+        let bare = from.to_bare().to_string();
+        let full = from.to_string();
+        let mut out = self.channel.client_presence(from, None, ctx);
+        out.events.clear();
+        let Some(o) = self.occupants.get_mut(&bare) else {
+            return out;
+        };
+        let last = o.sessions.remove(&full);
+        let nick = o.nick.clone();
+        let gone = o.sessions.is_empty();
+        let through_muc = o.through_muc;
+        // The leaving client hears itself leave (110), the others hear it once the user's
+        // last client is gone (XEP-0045 §7.14).
+        let mut own = self.occupant_presence(&bare, &nick, last.as_ref(), Some(&full), true, true);
+        set_attr(&mut own, "to", &full);
+        if let Some(x) = own.get_child_mut("x", NS_MUC_USER) {
+            for c in std::iter::once(&"110").chain(codes) {
+                x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+            }
+        }
+        out.sends.push(Send::One(own));
+        if gone {
+            self.occupants.remove(&bare);
+            self.broadcast_presence(
+                Announce {
+                    bare: &bare,
+                    nick: &nick,
+                    source: None,
+                    full: Some(&full),
+                    unavailable: true,
+                    codes,
+                },
+                &[],
+                &mut out,
+            );
+            if through_muc {
+                let more = self.channel.depart(&bare, ctx);
+                out.writes.extend(more.writes);
+                out.sends.extend(more.sends);
+            }
+        }
+        out
+    }
+
+    /// XEP-0045 §7.6: unavailable from the old nick with 303 and the new nick, then available
+    /// from the new one.
+    fn change_nick(&mut self, st: &Element, from: &Jid, nick: &str, ctx: &mut Ctx<'_>) -> Outcome {
+        let bare = from.to_bare().to_string();
+        let old = self.occupants[&bare].nick.clone();
+        let mut out = match self.channel.rename(&bare, nick, ctx) {
+            Ok(o) => o,
+            Err(e) => return muc_error(st, e),
+        };
+        out.events.clear();
+        let full = from.to_string();
+        let sessions: Vec<String> = self.occupants[&bare].sessions.keys().cloned().collect();
+        let (mods, rest) = self.audiences();
+        for to in mods.iter().chain(rest.iter()) {
+            let mut p = self.occupant_presence(
+                &bare,
+                &old,
+                None,
+                Some(&full),
+                self.non_anonymous() || mods.contains(to),
+                true,
+            );
+            // The role is unchanged by a nick change (the unavailable says 'none' otherwise).
+            if let Some(item) = p
+                .get_child_mut("x", NS_MUC_USER)
+                .and_then(|x| x.get_child_mut("item", NS_MUC_USER))
+            {
+                set_attr(item, "role", self.role(&bare));
+                set_attr(item, "nick", nick);
+            }
+            if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                x.append_child(elem("status", NS_MUC_USER, &[("code", "303")]));
+                if sessions.contains(to) {
+                    x.append_child(elem("status", NS_MUC_USER, &[("code", "110")]));
+                }
+            }
+            set_attr(&mut p, "to", to);
+            out.sends.push(Send::One(p));
+        }
+        if let Some(o) = self.occupants.get_mut(&bare) {
+            o.nick = nick.to_owned();
+            o.sessions.insert(full.clone(), st.clone());
+        }
+        for to in mods.iter().chain(rest.iter()) {
+            let mut p = self.occupant_presence(
+                &bare,
+                nick,
+                Some(st),
+                Some(&full),
+                self.non_anonymous() || mods.contains(to),
+                false,
+            );
+            if sessions.contains(to)
+                && let Some(x) = p.get_child_mut("x", NS_MUC_USER)
+            {
+                x.append_child(elem("status", NS_MUC_USER, &[("code", "110")]));
+            }
+            set_attr(&mut p, "to", to);
+            out.sends.push(Send::One(p));
+        }
+        out
+    }
+
+    // ---- messages -----------------------------------------------------------------------
+
+    fn room_message(&mut self, st: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> RoomOutcome {
+        let ty = st.attr("type");
+        if matches!(ty, Some("error")) {
+            return RoomOutcome::default();
+        }
+        if ty != Some("groupchat") {
+            // Mediated invitations and voice requests come with the invitations issue.
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::FeatureNotImplemented,
+                    "only groupchat messages are handled by this room so far",
+                ),
+            )
+            .into();
+        }
+        let Some(occupant) = self.occupant_of(from).cloned() else {
+            // MUC-MSG-02: non-occupants get not-acceptable.
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Modify,
+                    DefinedCondition::NotAcceptable,
+                    "only occupants may speak in this room",
+                ),
+            )
+            .into();
+        };
+        let has_body = st.children().any(|c| c.name() == "body");
+        if let (Some(subject), false) = (st.children().find(|c| c.name() == "subject"), has_body) {
+            // XEP-0045 §8.1: a subject change (a message with a body is not one).
+            return match self
+                .channel
+                .set_subject(&occupant.bare, &subject.text(), ctx)
+            {
+                Ok(mut out) => {
+                    let mut m = elem(
+                        "message",
+                        NS_STANZA,
+                        &[
+                            ("from", &self.nick_jid(&occupant.nick)),
+                            ("type", "groupchat"),
+                        ],
+                    );
+                    if let Some(id) = st.attr("id") {
+                        set_attr(&mut m, "id", id);
+                    }
+                    m.append_child(text_elem("subject", NS_STANZA, &subject.text()));
+                    let to = self.audience();
+                    out.sends.push(Send::Fanout { stanza: m, to });
+                    out.into()
+                }
+                Err(e) => muc_error(st, e).into(),
+            };
+        }
+        // The channel archives and reflects it to MIX participants; the room shows it to
+        // occupants with the client's own id (MUC-MSG-01, muc#stable_id).
+        let mut as_mix = st.clone();
+        set_attr(&mut as_mix, "to", &self.channel.jid.to_string());
+        // Client-supplied muc#user data is never reflected (MUC-MSG-03).
+        let as_mix = filtered(&as_mix, |c| !c.is("x", NS_MUC_USER));
+        let mut out = self.channel.handle(&as_mix, ctx);
+        if let Some(id) = st.attr("id") {
+            for e in &mut out.events {
+                if let ChannelEvent::Message { stanza } = e {
+                    set_attr(stanza, "muc-client-id", id);
+                }
+            }
+        }
+        self.show_events(&mut out);
+        out.into()
+    }
+
+    /// MUC-PM-01/02: a private message to `room/nick`.
+    fn private_message(&mut self, st: &Element, from: &Jid, nick: &str) -> Outcome {
+        if matches!(st.attr("type"), Some("error")) {
+            return Outcome::default();
+        }
+        if st.attr("type") == Some("groupchat") {
+            return muc_error(st, bad("a private message is not groupchat"));
+        }
+        let Some(sender) = self.occupant_of(from).cloned() else {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Modify,
+                    DefinedCondition::NotAcceptable,
+                    "only occupants send private messages",
+                ),
+            );
+        };
+        if !self.channel.config().private_messages {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::Forbidden,
+                    "private messages are disabled in this room",
+                ),
+            );
+        }
+        let target = self
+            .everyone()
+            .into_iter()
+            .find(|(_, n)| n == nick)
+            .map(|(b, _)| b);
+        let Some(target) = target else {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::ItemNotFound,
+                    "no such occupant",
+                ),
+            );
+        };
+        let to: Vec<String> = match self.occupants.get(&target) {
+            Some(o) => o.sessions.keys().cloned().collect(),
+            None => vec![target.clone()],
+        };
+        let mut pm = filtered(st, |c| !c.is("x", NS_MUC_USER));
+        set_attr(&mut pm, "from", &self.nick_jid(&sender.nick));
+        pm.append_child(Element::bare("x", NS_MUC_USER));
+        let mut out = Outcome::default();
+        out.sends.push(Send::Fanout { stanza: pm, to });
+        out
+    }
+
+    /// A channel message as occupants see it: from `room/nick`, the room's stanza-id and the
+    /// occupant id, no `<mix/>` (MUC-MSG-04/05).
+    pub fn muc_view(&self, mix: &Element) -> Element {
+        let channel = self.channel.jid.to_string();
+        let from = mix.attr("from").unwrap_or_default();
+        let pid = from.strip_prefix(&format!("{channel}/")).map(str::to_owned);
+        let nick = mix
+            .get_child("mix", NS_CORE)
+            .and_then(|m| m.get_child("nick", NS_CORE))
+            .map(|n| n.text());
+        let room_from = match (&pid, nick) {
+            (Some(_), Some(n)) => self.nick_jid(&n),
+            (Some(p), None) => self.nick_jid(p),
+            _ => self.jid.to_string(),
+        };
+        let id = mix
+            .attr("muc-client-id")
+            .or(mix.attr("id"))
+            .unwrap_or_default()
+            .to_owned();
+        let archive_id = mix.attr("id").unwrap_or_default().to_owned();
+        let mut m = elem(
+            "message",
+            &mix.ns(),
+            &[("from", &room_from), ("type", "groupchat"), ("id", &id)],
+        );
+        for c in mix.children().filter(|c| {
+            !(c.is("mix", NS_CORE)
+                || c.is("stanza-id", NS_SID)
+                || c.is("occupant-id", NS_OCCUPANT_ID))
+        }) {
+            m.append_child(c.clone());
+        }
+        m.append_child(elem(
+            "stanza-id",
+            NS_SID,
+            &[("id", &archive_id), ("by", &self.jid.to_string())],
+        ));
+        if let Some(p) = pid {
+            m.append_child(elem("occupant-id", NS_OCCUPANT_ID, &[("id", &p)]));
+        }
+        m
+    }
+
+    /// Show what happened in the channel to the MUC occupants.
+    fn show_events(&mut self, out: &mut Outcome) {
+        let events = std::mem::take(&mut out.events);
+        for ev in &events {
+            match ev {
+                ChannelEvent::Message { stanza } => {
+                    let to = self.audience();
+                    if !to.is_empty() {
+                        out.sends.push(Send::Fanout {
+                            stanza: self.muc_view(stanza),
+                            to,
+                        });
+                    }
+                }
+                ChannelEvent::Presence {
+                    bare,
+                    full,
+                    presence,
+                } if !self.occupants.contains_key(bare) => {
+                    // A MIX participant's client: one occupant per user.
+                    let Some(nick) = self.channel.participant(bare).and_then(|p| p.nick.clone())
+                    else {
+                        continue;
+                    };
+                    let still = self.channel.online().iter().any(|(b, _)| b == bare);
+                    match presence {
+                        Some(p) => {
+                            self.mix_nicks.insert(bare.clone(), nick.clone());
+                            self.broadcast_presence(
+                                Announce {
+                                    bare,
+                                    nick: &nick,
+                                    source: Some(p),
+                                    full: Some(full),
+                                    unavailable: false,
+                                    codes: &[],
+                                },
+                                &[],
+                                out,
+                            );
+                        }
+                        None if !still => {
+                            self.mix_nicks.remove(bare);
+                            self.broadcast_presence(
+                                Announce {
+                                    bare,
+                                    nick: &nick,
+                                    source: None,
+                                    full: Some(full),
+                                    unavailable: true,
+                                    codes: &[],
+                                },
+                                &[],
+                                out,
+                            );
+                        }
+                        None => {}
+                    }
+                }
+                ChannelEvent::Participant { bare, nick } => {
+                    // A MIX participant's nick changed while it is shown as an occupant.
+                    if let (Some(old), Some(new)) = (self.mix_nicks.get(bare).cloned(), nick)
+                        && &old != new
+                        && !self.occupants.contains_key(bare)
+                    {
+                        self.broadcast_presence(
+                            Announce {
+                                bare,
+                                nick: &old,
+                                source: None,
+                                full: None,
+                                unavailable: true,
+                                codes: &["303"],
+                            },
+                            &[],
+                            out,
+                        );
+                        self.mix_nicks.insert(bare.clone(), new.clone());
+                        self.broadcast_presence(
+                            Announce {
+                                bare,
+                                nick: new,
+                                source: None,
+                                full: None,
+                                unavailable: false,
+                                codes: &[],
+                            },
+                            &[],
+                            out,
+                        );
+                    }
+                }
+                ChannelEvent::Left { bare } => {
+                    let banned = self.channel.role(bare) == Role::Banned;
+                    let code: &[&str] = if banned { &["301"] } else { &["307"] };
+                    if let Some(o) = self.occupants.remove(bare) {
+                        // Removed from the channel (a ban, or a leave from MIX): out of the room.
+                        for full in o.sessions.keys() {
+                            let mut p =
+                                self.occupant_presence(bare, &o.nick, None, Some(full), true, true);
+                            set_attr(&mut p, "to", full);
+                            if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                                for c in std::iter::once(&"110").chain(code) {
+                                    x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+                                }
+                            }
+                            out.sends.push(Send::One(p));
+                        }
+                        self.broadcast_presence(
+                            Announce {
+                                bare,
+                                nick: &o.nick,
+                                source: None,
+                                full: None,
+                                unavailable: true,
+                                codes: code,
+                            },
+                            &[],
+                            out,
+                        );
+                    } else if let Some(nick) = self.mix_nicks.remove(bare) {
+                        self.broadcast_presence(
+                            Announce {
+                                bare,
+                                nick: &nick,
+                                source: None,
+                                full: None,
+                                unavailable: true,
+                                codes: if banned { code } else { &[] },
+                            },
+                            &[],
+                            out,
+                        );
+                    }
+                }
+                ChannelEvent::Destroyed => {
+                    for (bare, o) in std::mem::take(&mut self.occupants) {
+                        for full in o.sessions.keys() {
+                            let mut p = self.occupant_presence(
+                                &bare,
+                                &o.nick,
+                                None,
+                                Some(full),
+                                true,
+                                true,
+                            );
+                            set_attr(&mut p, "to", full);
+                            if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                                x.append_child(Element::bare("destroy", NS_MUC_USER));
+                            }
+                            out.sends.push(Send::One(p));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.events = events;
+    }
+
+    // ---- IQs ----------------------------------------------------------------------------
+
+    fn room_iq(&mut self, st: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> RoomOutcome {
+        if matches!(st.attr("type"), Some("result") | Some("error")) {
+            return RoomOutcome::default();
+        }
+        let (ty, payload) = match mix_service::request::iq_payload(st) {
+            Ok(p) => p,
+            Err(e) => return muc_error(st, e).into(),
+        };
+        use mix_service::request::IqType::{Get, Set};
+        let ns = payload.ns();
+        match (ns.as_str(), payload.name(), ty) {
+            (xmpp_parsers::ns::DISCO_INFO, "query", Get) => {
+                self.disco_info(st, payload, from).into()
+            }
+            (xmpp_parsers::ns::DISCO_ITEMS, "query", Get) => {
+                // MUC-DISCO-04: the occupant list is private.
+                Outcome::reply(iq_result(
+                    st,
+                    Some(Element::bare("query", xmpp_parsers::ns::DISCO_ITEMS)),
+                ))
+                .into()
+            }
+            (NS_PING, "ping", Get) => Outcome::reply(iq_result(st, None)).into(),
+            // One archive: the channel answers, the shell shows it from the room.
+            (NS_MAM, _, _) => {
+                let mut out = self.channel.handle(st, ctx);
+                self.show_events(&mut out);
+                out.into()
+            }
+            (NS_MUC_ADMIN, "query", Set) => self.admin_set(st, payload, from, ctx).into(),
+            (NS_MUC_ADMIN, "query", Get) => self.admin_get(st, payload, from).into(),
+            (NS_MUC_OWNER, "query", _) => self.owner(st, payload, ty, from, ctx).into(),
+            _ => muc_error(
+                st,
+                error(ErrorType::Cancel, DefinedCondition::ServiceUnavailable, ""),
+            )
+            .into(),
+        }
+    }
+
+    /// XEP-0410 self-ping and IQs to an occupant JID.
+    fn occupant_iq(&mut self, st: &Element, from: &Jid, nick: &str) -> Outcome {
+        if matches!(st.attr("type"), Some("result") | Some("error")) {
+            return Outcome::default();
+        }
+        let own = self.occupant_of(from).is_some_and(|o| o.nick == nick);
+        let is_ping = st.children().any(|c| c.is("ping", NS_PING));
+        if is_ping && own {
+            // XEP-0410 §4: the room answers for a joined client.
+            return Outcome::reply(iq_result(st, None));
+        }
+        if self.occupant_of(from).is_none() {
+            // XEP-0410 §4 / MUC-DISCO-05: not (or no longer) in the room.
+            let cond = if is_ping {
+                DefinedCondition::NotAcceptable
+            } else {
+                DefinedCondition::BadRequest
+            };
+            return muc_error(
+                st,
+                error(ErrorType::Cancel, cond, "you are not in this room"),
+            );
+        }
+        muc_error(
+            st,
+            error(
+                ErrorType::Cancel,
+                DefinedCondition::FeatureNotImplemented,
+                "IQs to other occupants are not relayed yet",
+            ),
+        )
+    }
+
+    fn disco_info(&self, st: &Element, q: &Element, _from: &Jid) -> Outcome {
+        if q.attr("node").is_some() {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::FeatureNotImplemented,
+                    "",
+                ),
+            );
+        }
+        let mut query = Element::bare("query", xmpp_parsers::ns::DISCO_INFO);
+        query.append_child(elem(
+            "identity",
+            xmpp_parsers::ns::DISCO_INFO,
+            &[
+                ("category", "conference"),
+                ("type", "text"),
+                ("name", &self.channel.display_name()),
+            ],
+        ));
+        let mut features = vec![
+            xmpp_parsers::ns::DISCO_INFO,
+            NS_MUC,
+            "http://jabber.org/protocol/muc#stable_id",
+            "http://jabber.org/protocol/muc#self-ping-optimization",
+            "muc_persistent",
+            "muc_unsecured",
+            "muc_unmoderated",
+            "muc_public",
+            NS_MAM,
+            "urn:xmpp:mam:2#extended",
+            NS_OCCUPANT_ID,
+            NS_SID,
+        ];
+        features.push(if self.channel.members_only() {
+            "muc_membersonly"
+        } else {
+            "muc_open"
+        });
+        features.push(if self.non_anonymous() {
+            "muc_nonanonymous"
+        } else {
+            "muc_semianonymous"
+        });
+        features.sort_unstable();
+        for f in features {
+            query.append_child(elem("feature", xmpp_parsers::ns::DISCO_INFO, &[("var", f)]));
+        }
+        let mut x = elem("x", NS_DATA, &[("type", "result")]);
+        let field = |var: &str, value: &str| {
+            let mut f = elem("field", NS_DATA, &[("var", var)]);
+            f.append_child(text_elem("value", NS_DATA, value));
+            f
+        };
+        let mut ft = elem(
+            "field",
+            NS_DATA,
+            &[("var", "FORM_TYPE"), ("type", "hidden")],
+        );
+        ft.append_child(text_elem(
+            "value",
+            NS_DATA,
+            "http://jabber.org/protocol/muc#roominfo",
+        ));
+        x.append_child(ft);
+        x.append_child(field(
+            "muc#roominfo_description",
+            &self.channel.description(),
+        ));
+        x.append_child(field(
+            "muc#roominfo_subject",
+            &self.channel.subject().map(|s| s.text).unwrap_or_default(),
+        ));
+        x.append_child(field(
+            "muc#roominfo_occupants",
+            &self.everyone().len().to_string(),
+        ));
+        x.append_child(field(
+            "muc#roomconfig_roomname",
+            &self.channel.display_name(),
+        ));
+        query.append_child(x);
+        Outcome::reply(iq_result(st, Some(query)))
+    }
+
+    /// XEP-0045 §8.2 kick (role none) and §9.1 ban (affiliation outcast).
+    fn admin_set(&mut self, st: &Element, q: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> Outcome {
+        let actor = from.to_bare().to_string();
+        if !self.is_moderator(&actor) {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Auth,
+                    DefinedCondition::Forbidden,
+                    "only moderators may do that",
+                ),
+            );
+        }
+        let items: Vec<&Element> = q
+            .children()
+            .filter(|c| c.is("item", NS_MUC_ADMIN))
+            .collect();
+        if items.is_empty() {
+            return muc_error(st, bad("no item"));
+        }
+        let mut out = Outcome::default();
+        for item in items {
+            let reason = item
+                .children()
+                .find(|c| c.name() == "reason")
+                .map(|r| r.text());
+            match (item.attr("role"), item.attr("affiliation")) {
+                (Some("none"), None) => {
+                    let Some(nick) = item.attr("nick") else {
+                        return muc_error(st, bad("kick by nick"));
+                    };
+                    let Some(target) = self.occupants.values().find(|o| o.nick == nick).cloned()
+                    else {
+                        return muc_error(
+                            st,
+                            error(
+                                ErrorType::Cancel,
+                                DefinedCondition::ItemNotFound,
+                                "no such occupant",
+                            ),
+                        );
+                    };
+                    if self.channel.role(&target.bare) >= Role::Admin {
+                        // MUC-ADM: owners and admins cannot be kicked.
+                        return muc_error(
+                            st,
+                            error(
+                                ErrorType::Cancel,
+                                DefinedCondition::NotAllowed,
+                                "cannot kick an owner or administrator",
+                            ),
+                        );
+                    }
+                    self.kick(&target, reason.as_deref(), &actor, ctx, &mut out);
+                }
+                (None, Some("outcast")) => {
+                    let Some(jid) = item.attr("jid").and_then(|j| j.parse::<Jid>().ok()) else {
+                        return muc_error(st, bad("ban by jid"));
+                    };
+                    let bare = jid.to_bare().to_string();
+                    match self.channel.ban(&actor, &bare, ctx) {
+                        Ok(mut o) => {
+                            self.show_events(&mut o);
+                            out.writes.extend(o.writes);
+                            out.sends.extend(o.sends);
+                            out.events.extend(o.events);
+                        }
+                        Err(e) => return muc_error(st, e),
+                    }
+                }
+                _ => {
+                    return muc_error(
+                        st,
+                        error(
+                            ErrorType::Cancel,
+                            DefinedCondition::FeatureNotImplemented,
+                            "only kick (role none) and ban (affiliation outcast) so far",
+                        ),
+                    );
+                }
+            }
+        }
+        out.sends.insert(0, Send::One(iq_result(st, None)));
+        out
+    }
+
+    fn kick(
+        &mut self,
+        target: &Occupant,
+        reason: Option<&str>,
+        actor: &str,
+        ctx: &mut Ctx<'_>,
+        out: &mut Outcome,
+    ) {
+        let actor_nick = self.occupants.get(actor).map(|o| o.nick.clone());
+        let add = |p: &mut Element, with_self: bool| {
+            if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                if let Some(item) = x.get_child_mut("item", NS_MUC_USER) {
+                    if let Some(r) = reason {
+                        item.append_child(text_elem("reason", NS_MUC_USER, r));
+                    }
+                    if let Some(n) = &actor_nick {
+                        item.append_child(elem("actor", NS_MUC_USER, &[("nick", n)]));
+                    }
+                }
+                if with_self {
+                    x.append_child(elem("status", NS_MUC_USER, &[("code", "110")]));
+                }
+                x.append_child(elem("status", NS_MUC_USER, &[("code", "307")]));
+            }
+        };
+        for full in target.sessions.keys() {
+            let mut p =
+                self.occupant_presence(&target.bare, &target.nick, None, Some(full), true, true);
+            add(&mut p, true);
+            set_attr(&mut p, "to", full);
+            out.sends.push(Send::One(p));
+            if let Ok(j) = full.parse::<Jid>() {
+                let gone = self.channel.client_presence(&j, None, ctx);
+                out.writes.extend(gone.writes);
+                out.sends.extend(gone.sends);
+            }
+        }
+        self.occupants.remove(&target.bare);
+        let to = self.audience();
+        if !to.is_empty() {
+            let mut p = self.occupant_presence(&target.bare, &target.nick, None, None, false, true);
+            add(&mut p, false);
+            out.sends.push(Send::Fanout { stanza: p, to });
+        }
+        if target.through_muc {
+            let more = self.channel.depart(&target.bare, ctx);
+            out.writes.extend(more.writes);
+            out.sends.extend(more.sends);
+        }
+    }
+
+    /// The outcast list (XEP-0045 §9.2) and owner/admin lists (§10.5, §10.8), read-only.
+    fn admin_get(&self, st: &Element, q: &Element, from: &Jid) -> Outcome {
+        let actor = from.to_bare().to_string();
+        if !self.is_moderator(&actor) {
+            return muc_error(st, error(ErrorType::Auth, DefinedCondition::Forbidden, ""));
+        }
+        let Some(aff) = q
+            .children()
+            .find(|c| c.is("item", NS_MUC_ADMIN))
+            .and_then(|i| i.attr("affiliation"))
+        else {
+            return muc_error(st, bad("ask for an affiliation list"));
+        };
+        let cfg = self.channel.config();
+        let jids: Vec<String> = match aff {
+            "owner" => cfg.owners.clone(),
+            "admin" => cfg.admins.clone(),
+            "outcast" => self.channel.banned(),
+            "member" => self.channel.allowed(),
+            _ => return muc_error(st, bad("unknown affiliation")),
+        };
+        let mut query = Element::bare("query", NS_MUC_ADMIN);
+        for j in jids {
+            query.append_child(elem(
+                "item",
+                NS_MUC_ADMIN,
+                &[("affiliation", aff), ("jid", &j)],
+            ));
+        }
+        Outcome::reply(iq_result(st, Some(query)))
+    }
+
+    /// XEP-0045 §10.9 destroy, and the instant-room / configuration requests of §10.1.
+    fn owner(
+        &mut self,
+        st: &Element,
+        q: &Element,
+        ty: mix_service::request::IqType,
+        from: &Jid,
+        _ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let actor = from.to_bare().to_string();
+        if self.channel.role(&actor) != Role::Owner {
+            return muc_error(
+                st,
+                error(ErrorType::Auth, DefinedCondition::Forbidden, "owners only"),
+            );
+        }
+        if let Some(d) = q.children().find(|c| c.is("destroy", NS_MUC_OWNER)) {
+            let mut out = self.channel.destroy(st, from);
+            // The occupants hear why, and where to go (XEP-0045 §10.9).
+            let mut destroy = Element::bare("destroy", NS_MUC_USER);
+            if let Some(j) = d.attr("jid") {
+                set_attr(&mut destroy, "jid", j);
+            }
+            if let Some(r) = d.children().find(|c| c.name() == "reason") {
+                destroy.append_child(text_elem("reason", NS_MUC_USER, &r.text()));
+            }
+            for (bare, o) in std::mem::take(&mut self.occupants) {
+                for full in o.sessions.keys() {
+                    let mut p =
+                        self.occupant_presence(&bare, &o.nick, None, Some(full), true, true);
+                    set_attr(&mut p, "to", full);
+                    if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                        x.append_child(destroy.clone());
+                    }
+                    out.sends.push(Send::One(p));
+                }
+            }
+            out.events.retain(|e| !matches!(e, ChannelEvent::Destroyed));
+            return out;
+        }
+        use mix_service::request::IqType::{Get, Set};
+        match ty {
+            Get => {
+                let mut query = Element::bare("query", NS_MUC_OWNER);
+                query.append_child(self.config_form());
+                Outcome::reply(iq_result(st, Some(query)))
+            }
+            Set => {
+                // Accepting the default (an instant room, §10.1.2) or a submitted form: the
+                // mapping onto the channel configuration comes with the full roomconfig work;
+                // cancel and empty submissions are accepted as they change nothing.
+                Outcome::reply(iq_result(st, None))
+            }
+        }
+    }
+
+    fn config_form(&self) -> Element {
+        let mut x = elem("x", NS_DATA, &[("type", "form")]);
+        let mut ft = elem(
+            "field",
+            NS_DATA,
+            &[("var", "FORM_TYPE"), ("type", "hidden")],
+        );
+        ft.append_child(text_elem(
+            "value",
+            NS_DATA,
+            "http://jabber.org/protocol/muc#roomconfig",
+        ));
+        x.append_child(ft);
+        let fields: [(&str, &str, String); 4] = [
+            (
+                "muc#roomconfig_roomname",
+                "text-single",
+                self.channel.display_name(),
+            ),
+            (
+                "muc#roomconfig_roomdesc",
+                "text-single",
+                self.channel.description(),
+            ),
+            (
+                "muc#roomconfig_membersonly",
+                "boolean",
+                if self.channel.members_only() {
+                    "1"
+                } else {
+                    "0"
+                }
+                .into(),
+            ),
+            (
+                "muc#roomconfig_whois",
+                "list-single",
+                if self.non_anonymous() {
+                    "anyone"
+                } else {
+                    "moderators"
+                }
+                .into(),
+            ),
+        ];
+        for (var, ty, value) in fields {
+            let mut f = elem("field", NS_DATA, &[("var", var), ("type", ty)]);
+            f.append_child(text_elem("value", NS_DATA, &value));
+            x.append_child(f);
+        }
+        x
+    }
+}
