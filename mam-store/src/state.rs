@@ -85,6 +85,8 @@ pub enum Write {
     RegisterNick { jid: String, nick: Option<String> },
     /// Insert or replace an invitation.
     Invitation { channel: String, row: InvitationRow },
+    /// List or unlist the channel in the service's disco#items.
+    ChannelListed { channel: String, public: bool },
     /// Set (or clear) the channel's 'End of Life' (XEP-0406), Unix microseconds.
     EndOfLife { channel: String, at_us: Option<i64> },
 }
@@ -383,6 +385,10 @@ impl Store {
                             .bind(channel).bind(&row.token).bind(&row.kind).bind(&row.inviter)
                             .bind(&row.invitee).bind(row.created_us).bind(row.expires_us)
                             .bind(row.state.as_str()).execute(&mut *tx).await?;
+                    }
+                    Write::ChannelListed { channel, public } => {
+                        sqlx::query("UPDATE channels SET public = $2 WHERE name = $1")
+                            .bind(channel).bind(*public).execute(&mut *tx).await?;
                     }
                     Write::EndOfLife { channel, at_us } => {
                         sqlx::query("UPDATE channels SET end_of_life_us = $2 WHERE name = $1")

@@ -3,5 +3,7 @@
 //! The service entity's discovery (XEP-0030, XEP-0408 form) and rooms ([`room::Room`]): a
 //! channel and its MUC occupants, one actor for both faces.
 
+mod admin;
 pub mod disco;
 pub mod room;
+pub mod settings;

@@ -15,6 +15,8 @@ use mix_service::stanza::{NS_STANZA, error, error_reply, iq_result};
 use mix_service::xml::*;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
+use crate::settings::Settings;
+
 pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
 pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
@@ -104,12 +106,22 @@ pub struct Room {
     mix_nicks: BTreeMap<String, String>,
     /// A room created by entering it (status 201 for its creator).
     pub created: bool,
+    /// What MIX has no word for (moderation, password, ...), kept by the channel.
+    pub(crate) settings: Settings,
 }
 
-fn muc_error(st: &Element, err: StanzaError) -> Outcome {
+pub(crate) fn muc_error(st: &Element, err: StanzaError) -> Outcome {
     // XEP-0045 §7.2.6: presence errors carry the <x xmlns='…muc'/> back.
     let mut out = Outcome::default();
     if let Some(mut e) = error_reply(st, err) {
+        // RFC 6120 §8.3.2 'by': the room generated the error (XEP-0045 examples show it).
+        let room = st
+            .attr("to")
+            .and_then(|t| t.parse::<Jid>().ok())
+            .map(|t| t.to_bare().to_string());
+        if let (Some(room), Some(x)) = (room, e.get_child_mut("error", NS_STANZA)) {
+            set_attr(x, "by", &room);
+        }
         if st.name() == "presence" && st.has_child("x", NS_MUC) {
             e.append_child(Element::bare("x", NS_MUC));
         }
@@ -127,12 +139,14 @@ impl Room {
         let jid = format!("{}@{muc_domain}", channel.name)
             .parse()
             .unwrap_or_else(|_| muc_domain.clone());
+        let settings = Settings::from_element(channel.mirror_settings().as_ref());
         Room {
             channel,
             jid,
             occupants: BTreeMap::new(),
             mix_nicks: BTreeMap::new(),
             created: false,
+            settings,
         }
     }
 
@@ -227,7 +241,63 @@ impl Room {
 
     // ---- who is who -------------------------------------------------------------------
 
-    fn occupant_of(&self, full: &Jid) -> Option<&Occupant> {
+    pub(crate) fn occupant(&self, bare: &str) -> Option<&Occupant> {
+        self.occupants.get(bare)
+    }
+
+    pub(crate) fn forget_occupant(&mut self, bare: &str) {
+        self.occupants.remove(bare);
+    }
+
+    pub(crate) fn take_occupants(&mut self) -> Vec<Occupant> {
+        std::mem::take(&mut self.occupants).into_values().collect()
+    }
+
+    pub(crate) fn show(&mut self, out: &mut Outcome) {
+        self.show_events(out);
+    }
+
+    pub(crate) fn save_settings(&mut self, ctx: &mut Ctx<'_>, out: &mut Outcome) {
+        let more = self
+            .channel
+            .set_mirror_settings(&self.settings.to_element(), ctx);
+        out.writes.extend(more.writes);
+    }
+
+    /// An occupant's presence again, to everyone, after its role or affiliation changed.
+    pub(crate) fn announce(&self, bare: &str, out: &mut Outcome) {
+        let Some(nick) = self
+            .everyone()
+            .into_iter()
+            .find(|(b, _)| b == bare)
+            .map(|(_, n)| n)
+        else {
+            return;
+        };
+        let (source, full) = match self.occupants.get(bare) {
+            Some(o) => o
+                .sessions
+                .iter()
+                .next_back()
+                .map(|(f, p)| (Some(p.clone()), Some(f.clone())))
+                .unwrap_or((None, None)),
+            None => (None, None),
+        };
+        self.broadcast_presence(
+            Announce {
+                bare,
+                nick: &nick,
+                source: source.as_ref(),
+                full: full.as_deref(),
+                unavailable: false,
+                codes: &[],
+            },
+            &[],
+            out,
+        );
+    }
+
+    pub(crate) fn occupant_of(&self, full: &Jid) -> Option<&Occupant> {
         let bare = full.to_bare().to_string();
         self.occupants
             .get(&bare)
@@ -235,7 +305,7 @@ impl Room {
     }
 
     /// Everyone shown as an occupant: MUC occupants, and MIX participants with presence.
-    fn everyone(&self) -> Vec<(String, String)> {
+    pub(crate) fn everyone(&self) -> Vec<(String, String)> {
         let mut all: Vec<(String, String)> = self
             .occupants
             .values()
@@ -250,7 +320,7 @@ impl Room {
     }
 
     /// Every MUC client's full JID (where room traffic goes).
-    fn audience(&self) -> Vec<String> {
+    pub(crate) fn audience(&self) -> Vec<String> {
         self.occupants
             .values()
             .flat_map(|o| o.sessions.keys().cloned())
@@ -272,26 +342,37 @@ impl Room {
         (mods, rest)
     }
 
-    fn is_moderator(&self, bare: &str) -> bool {
+    pub(crate) fn is_moderator(&self, bare: &str) -> bool {
         self.channel.role(bare) >= Role::Admin
     }
 
     /// XEP-0045 affiliation of a user, from the channel's roles (MM-06).
-    fn affiliation(&self, bare: &str) -> &'static str {
+    pub(crate) fn affiliation(&self, bare: &str) -> &'static str {
         match self.channel.role(bare) {
             Role::Owner => "owner",
             Role::Admin => "admin",
             Role::Banned => "outcast",
-            _ if self.channel.members_only() && self.channel.role(bare) >= Role::Allowed => {
+            _ if self.channel.members_only()
+                && self.channel.allowed().iter().any(|j| j == bare) =>
+            {
                 "member"
             }
+            _ if !self.channel.members_only() && self.settings.members.contains(bare) => "member",
             _ => "none",
         }
     }
 
-    fn role(&self, bare: &str) -> &'static str {
+    /// XEP-0045 §5.1: moderators are the channel's owners and admins; in a moderated room
+    /// only members and those given voice speak; anyone whose voice was revoked is a visitor.
+    pub(crate) fn role(&self, bare: &str) -> &'static str {
         if self.is_moderator(bare) {
             "moderator"
+        } else if self.settings.voiceless.contains(bare)
+            || (self.settings.moderated
+                && !self.settings.voiced.contains(bare)
+                && self.affiliation(bare) != "member")
+        {
+            "visitor"
         } else {
             "participant"
         }
@@ -306,7 +387,7 @@ impl Room {
     }
 
     /// Non-anonymous unless the channel hides JIDs (XEP-0404 → semi-anonymous).
-    fn non_anonymous(&self) -> bool {
+    pub(crate) fn non_anonymous(&self) -> bool {
         !self.channel.is_hidden()
     }
 
@@ -314,7 +395,7 @@ impl Room {
 
     /// An occupant's presence as the room shows it: from `room/nick`, its show/status, one
     /// `<x muc#user><item/></x>`, the occupant id; `with_jid` adds the real JID.
-    fn occupant_presence(
+    pub(crate) fn occupant_presence(
         &self,
         bare: &str,
         nick: &str,
@@ -474,6 +555,54 @@ impl Room {
             )
             .into();
         }
+        let owner = self.channel.role(&bare) == Role::Owner;
+        let staff = self.channel.role(&bare) >= Role::Admin;
+        if self.settings.locked && !owner {
+            // XEP-0045 §10.1.1: a new room is locked until its owner configures it.
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::ItemNotFound,
+                    "this room is locked until its owner configures it",
+                ),
+            )
+            .into();
+        }
+        if let Some(secret) = &self.settings.password {
+            let given = st
+                .get_child("x", NS_MUC)
+                .and_then(|x| x.children().find(|c| c.name() == "password"))
+                .map(|p| p.text());
+            if given.as_deref() != Some(secret.as_str()) && self.occupant_of(from).is_none() {
+                // XEP-0045 §7.2.5.
+                return muc_error(
+                    st,
+                    error(
+                        ErrorType::Auth,
+                        DefinedCondition::NotAuthorized,
+                        "a password is required to enter this room",
+                    ),
+                )
+                .into();
+            }
+        }
+        if let Some(max) = self.settings.max_users
+            && !staff
+            && !self.occupants.contains_key(&bare)
+            && self.everyone().len() >= max
+        {
+            // XEP-0045 §7.2.9: full (admins and owners may still enter).
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Wait,
+                    DefinedCondition::ServiceUnavailable,
+                    "this room is full",
+                ),
+            )
+            .into();
+        }
         // One nick per user: another client of an occupant uses the same one.
         if let Some(o) = self.occupants.get(&bare)
             && o.nick != nick
@@ -573,6 +702,11 @@ impl Room {
             for c in codes {
                 x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
             }
+        }
+        if self.created {
+            // §10.1.1: locked until configured (an instant room is one configuration).
+            self.settings.locked = true;
+            self.save_settings(ctx, &mut out);
         }
         self.created = false;
         out.sends.push(Send::One(own));
@@ -803,9 +937,33 @@ impl Room {
             )
             .into();
         };
+        if self.role(&occupant.bare) == "visitor" {
+            // MUC-MSG-02: a visitor has no voice.
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Auth,
+                    DefinedCondition::Forbidden,
+                    "you have no voice in this room",
+                ),
+            )
+            .into();
+        }
         let has_body = st.children().any(|c| c.name() == "body");
         if let (Some(subject), false) = (st.children().find(|c| c.name() == "subject"), has_body) {
-            // XEP-0045 §8.1: a subject change (a message with a body is not one).
+            // XEP-0045 §8.1: a subject change (a message with a body is not one), by
+            // moderators, or by anyone with voice where the room allows it.
+            if !self.settings.change_subject && !self.is_moderator(&occupant.bare) {
+                return muc_error(
+                    st,
+                    error(
+                        ErrorType::Auth,
+                        DefinedCondition::Forbidden,
+                        "only moderators change the subject of this room",
+                    ),
+                )
+                .into();
+            }
             return match self
                 .channel
                 .set_subject(&occupant.bare, &subject.text(), ctx)
@@ -866,7 +1024,13 @@ impl Room {
                 ),
             );
         };
-        if !self.channel.config().private_messages {
+        let pm_allowed = match self.settings.allow_pm.as_str() {
+            "none" => false,
+            "moderators" => self.is_moderator(&sender.bare),
+            "participants" => self.role(&sender.bare) != "visitor",
+            _ => true,
+        };
+        if !self.channel.config().private_messages || !pm_allowed {
             return muc_error(
                 st,
                 error(
@@ -1140,7 +1304,24 @@ impl Room {
             }
             (NS_MUC_ADMIN, "query", Set) => self.admin_set(st, payload, from, ctx).into(),
             (NS_MUC_ADMIN, "query", Get) => self.admin_get(st, payload, from).into(),
-            (NS_MUC_OWNER, "query", _) => self.owner(st, payload, ty, from, ctx).into(),
+            (NS_MUC_OWNER, "query", _) => self.owner(st, payload, ty == Get, from, ctx).into(),
+            // XEP-0425 moderation on the room: the channel decides, the shell reads the
+            // original, both faces see the outcome.
+            (NS_MODERATE, _, Set) | (NS_FASTEN, _, Set) => {
+                let mut as_mix = st.clone();
+                set_attr(&mut as_mix, "to", &self.channel.jid.to_string());
+                let mut out = self.channel.handle(&as_mix, ctx);
+                // The answer goes back from the room the client asked.
+                for s in &mut out.sends {
+                    if let Send::One(e) = s
+                        && e.attr("id") == st.attr("id")
+                    {
+                        set_attr(e, "from", &self.jid.to_string());
+                    }
+                }
+                self.show_events(&mut out);
+                out.into()
+            }
             _ => muc_error(
                 st,
                 error(ErrorType::Cancel, DefinedCondition::ServiceUnavailable, ""),
@@ -1209,14 +1390,26 @@ impl Room {
             "http://jabber.org/protocol/muc#stable_id",
             "http://jabber.org/protocol/muc#self-ping-optimization",
             "muc_persistent",
-            "muc_unsecured",
-            "muc_unmoderated",
-            "muc_public",
             NS_MAM,
             "urn:xmpp:mam:2#extended",
             NS_OCCUPANT_ID,
             NS_SID,
         ];
+        features.push(if self.settings.password.is_some() {
+            "muc_passwordprotected"
+        } else {
+            "muc_unsecured"
+        });
+        features.push(if self.settings.moderated {
+            "muc_moderated"
+        } else {
+            "muc_unmoderated"
+        });
+        features.push(if self.channel.is_public() {
+            "muc_public"
+        } else {
+            "muc_hidden"
+        });
         features.push(if self.channel.members_only() {
             "muc_membersonly"
         } else {
@@ -1266,283 +1459,5 @@ impl Room {
         ));
         query.append_child(x);
         Outcome::reply(iq_result(st, Some(query)))
-    }
-
-    /// XEP-0045 §8.2 kick (role none) and §9.1 ban (affiliation outcast).
-    fn admin_set(&mut self, st: &Element, q: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> Outcome {
-        let actor = from.to_bare().to_string();
-        if !self.is_moderator(&actor) {
-            return muc_error(
-                st,
-                error(
-                    ErrorType::Auth,
-                    DefinedCondition::Forbidden,
-                    "only moderators may do that",
-                ),
-            );
-        }
-        let items: Vec<&Element> = q
-            .children()
-            .filter(|c| c.is("item", NS_MUC_ADMIN))
-            .collect();
-        if items.is_empty() {
-            return muc_error(st, bad("no item"));
-        }
-        let mut out = Outcome::default();
-        for item in items {
-            let reason = item
-                .children()
-                .find(|c| c.name() == "reason")
-                .map(|r| r.text());
-            match (item.attr("role"), item.attr("affiliation")) {
-                (Some("none"), None) => {
-                    let Some(nick) = item.attr("nick") else {
-                        return muc_error(st, bad("kick by nick"));
-                    };
-                    let Some(target) = self.occupants.values().find(|o| o.nick == nick).cloned()
-                    else {
-                        return muc_error(
-                            st,
-                            error(
-                                ErrorType::Cancel,
-                                DefinedCondition::ItemNotFound,
-                                "no such occupant",
-                            ),
-                        );
-                    };
-                    if self.channel.role(&target.bare) >= Role::Admin {
-                        // MUC-ADM: owners and admins cannot be kicked.
-                        return muc_error(
-                            st,
-                            error(
-                                ErrorType::Cancel,
-                                DefinedCondition::NotAllowed,
-                                "cannot kick an owner or administrator",
-                            ),
-                        );
-                    }
-                    self.kick(&target, reason.as_deref(), &actor, ctx, &mut out);
-                }
-                (None, Some("outcast")) => {
-                    let Some(jid) = item.attr("jid").and_then(|j| j.parse::<Jid>().ok()) else {
-                        return muc_error(st, bad("ban by jid"));
-                    };
-                    let bare = jid.to_bare().to_string();
-                    match self.channel.ban(&actor, &bare, ctx) {
-                        Ok(mut o) => {
-                            self.show_events(&mut o);
-                            out.writes.extend(o.writes);
-                            out.sends.extend(o.sends);
-                            out.events.extend(o.events);
-                        }
-                        Err(e) => return muc_error(st, e),
-                    }
-                }
-                _ => {
-                    return muc_error(
-                        st,
-                        error(
-                            ErrorType::Cancel,
-                            DefinedCondition::FeatureNotImplemented,
-                            "only kick (role none) and ban (affiliation outcast) so far",
-                        ),
-                    );
-                }
-            }
-        }
-        out.sends.insert(0, Send::One(iq_result(st, None)));
-        out
-    }
-
-    fn kick(
-        &mut self,
-        target: &Occupant,
-        reason: Option<&str>,
-        actor: &str,
-        ctx: &mut Ctx<'_>,
-        out: &mut Outcome,
-    ) {
-        let actor_nick = self.occupants.get(actor).map(|o| o.nick.clone());
-        let add = |p: &mut Element, with_self: bool| {
-            if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
-                if let Some(item) = x.get_child_mut("item", NS_MUC_USER) {
-                    if let Some(r) = reason {
-                        item.append_child(text_elem("reason", NS_MUC_USER, r));
-                    }
-                    if let Some(n) = &actor_nick {
-                        item.append_child(elem("actor", NS_MUC_USER, &[("nick", n)]));
-                    }
-                }
-                if with_self {
-                    x.append_child(elem("status", NS_MUC_USER, &[("code", "110")]));
-                }
-                x.append_child(elem("status", NS_MUC_USER, &[("code", "307")]));
-            }
-        };
-        for full in target.sessions.keys() {
-            let mut p =
-                self.occupant_presence(&target.bare, &target.nick, None, Some(full), true, true);
-            add(&mut p, true);
-            set_attr(&mut p, "to", full);
-            out.sends.push(Send::One(p));
-            if let Ok(j) = full.parse::<Jid>() {
-                let gone = self.channel.client_presence(&j, None, ctx);
-                out.writes.extend(gone.writes);
-                out.sends.extend(gone.sends);
-            }
-        }
-        self.occupants.remove(&target.bare);
-        let to = self.audience();
-        if !to.is_empty() {
-            let mut p = self.occupant_presence(&target.bare, &target.nick, None, None, false, true);
-            add(&mut p, false);
-            out.sends.push(Send::Fanout { stanza: p, to });
-        }
-        if target.through_muc {
-            let more = self.channel.depart(&target.bare, ctx);
-            out.writes.extend(more.writes);
-            out.sends.extend(more.sends);
-        }
-    }
-
-    /// The outcast list (XEP-0045 §9.2) and owner/admin lists (§10.5, §10.8), read-only.
-    fn admin_get(&self, st: &Element, q: &Element, from: &Jid) -> Outcome {
-        let actor = from.to_bare().to_string();
-        if !self.is_moderator(&actor) {
-            return muc_error(st, error(ErrorType::Auth, DefinedCondition::Forbidden, ""));
-        }
-        let Some(aff) = q
-            .children()
-            .find(|c| c.is("item", NS_MUC_ADMIN))
-            .and_then(|i| i.attr("affiliation"))
-        else {
-            return muc_error(st, bad("ask for an affiliation list"));
-        };
-        let cfg = self.channel.config();
-        let jids: Vec<String> = match aff {
-            "owner" => cfg.owners.clone(),
-            "admin" => cfg.admins.clone(),
-            "outcast" => self.channel.banned(),
-            "member" => self.channel.allowed(),
-            _ => return muc_error(st, bad("unknown affiliation")),
-        };
-        let mut query = Element::bare("query", NS_MUC_ADMIN);
-        for j in jids {
-            query.append_child(elem(
-                "item",
-                NS_MUC_ADMIN,
-                &[("affiliation", aff), ("jid", &j)],
-            ));
-        }
-        Outcome::reply(iq_result(st, Some(query)))
-    }
-
-    /// XEP-0045 §10.9 destroy, and the instant-room / configuration requests of §10.1.
-    fn owner(
-        &mut self,
-        st: &Element,
-        q: &Element,
-        ty: mix_service::request::IqType,
-        from: &Jid,
-        _ctx: &mut Ctx<'_>,
-    ) -> Outcome {
-        let actor = from.to_bare().to_string();
-        if self.channel.role(&actor) != Role::Owner {
-            return muc_error(
-                st,
-                error(ErrorType::Auth, DefinedCondition::Forbidden, "owners only"),
-            );
-        }
-        if let Some(d) = q.children().find(|c| c.is("destroy", NS_MUC_OWNER)) {
-            let mut out = self.channel.destroy(st, from);
-            // The occupants hear why, and where to go (XEP-0045 §10.9).
-            let mut destroy = Element::bare("destroy", NS_MUC_USER);
-            if let Some(j) = d.attr("jid") {
-                set_attr(&mut destroy, "jid", j);
-            }
-            if let Some(r) = d.children().find(|c| c.name() == "reason") {
-                destroy.append_child(text_elem("reason", NS_MUC_USER, &r.text()));
-            }
-            for (bare, o) in std::mem::take(&mut self.occupants) {
-                for full in o.sessions.keys() {
-                    let mut p =
-                        self.occupant_presence(&bare, &o.nick, None, Some(full), true, true);
-                    set_attr(&mut p, "to", full);
-                    if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
-                        x.append_child(destroy.clone());
-                    }
-                    out.sends.push(Send::One(p));
-                }
-            }
-            out.events.retain(|e| !matches!(e, ChannelEvent::Destroyed));
-            return out;
-        }
-        use mix_service::request::IqType::{Get, Set};
-        match ty {
-            Get => {
-                let mut query = Element::bare("query", NS_MUC_OWNER);
-                query.append_child(self.config_form());
-                Outcome::reply(iq_result(st, Some(query)))
-            }
-            Set => {
-                // Accepting the default (an instant room, §10.1.2) or a submitted form: the
-                // mapping onto the channel configuration comes with the full roomconfig work;
-                // cancel and empty submissions are accepted as they change nothing.
-                Outcome::reply(iq_result(st, None))
-            }
-        }
-    }
-
-    fn config_form(&self) -> Element {
-        let mut x = elem("x", NS_DATA, &[("type", "form")]);
-        let mut ft = elem(
-            "field",
-            NS_DATA,
-            &[("var", "FORM_TYPE"), ("type", "hidden")],
-        );
-        ft.append_child(text_elem(
-            "value",
-            NS_DATA,
-            "http://jabber.org/protocol/muc#roomconfig",
-        ));
-        x.append_child(ft);
-        let fields: [(&str, &str, String); 4] = [
-            (
-                "muc#roomconfig_roomname",
-                "text-single",
-                self.channel.display_name(),
-            ),
-            (
-                "muc#roomconfig_roomdesc",
-                "text-single",
-                self.channel.description(),
-            ),
-            (
-                "muc#roomconfig_membersonly",
-                "boolean",
-                if self.channel.members_only() {
-                    "1"
-                } else {
-                    "0"
-                }
-                .into(),
-            ),
-            (
-                "muc#roomconfig_whois",
-                "list-single",
-                if self.non_anonymous() {
-                    "anyone"
-                } else {
-                    "moderators"
-                }
-                .into(),
-            ),
-        ];
-        for (var, ty, value) in fields {
-            let mut f = elem("field", NS_DATA, &[("var", var), ("type", ty)]);
-            f.append_child(text_elem("value", NS_DATA, &value));
-            x.append_child(f);
-        }
-        x
     }
 }

@@ -7,9 +7,12 @@ use minidom::Element;
 use pubsub_core::Actor;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::{Channel, Ctx, Outcome, Participant, Role, fold};
+use super::{Channel, Ctx, Outcome, Participant, Role, Send, fold};
 use crate::stanza::{NS_STANZA, error};
 use crate::xml::*;
+
+/// The node holding the MUC mirror's own settings (one item).
+pub const NODE_MUC: &str = "urn:xmpp:mixd:nodes:muc";
 
 /// The subject node's payload namespace (the early draft's node, seed 002).
 pub const NS_SUBJECT: &str = "urn:xmpp:mix:nodes:subject";
@@ -194,6 +197,150 @@ impl Channel {
         self.notify(fx.notifications, ctx.ids, &mut out);
         self.archive_node_changes(&mut out, ctx);
         Ok(out)
+    }
+
+    /// The MUC mirror's settings, as it stored them.
+    pub fn mirror_settings(&self) -> Option<Element> {
+        let item = self.pubsub.node(NODE_MUC)?.items().last()?;
+        parse(&item.payload)
+    }
+
+    /// Store the MUC mirror's settings (creating the node in channels older than it).
+    pub fn set_mirror_settings(&mut self, payload: &Element, ctx: &mut Ctx<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        if self.pubsub.node(NODE_MUC).is_none()
+            && let Ok(fx) =
+                self.pubsub
+                    .create_node(Actor::service(), NODE_MUC, super::node_config(NODE_MUC))
+        {
+            out.writes.extend(self.pubsub_writes(fx.changes));
+        }
+        let mut none = String::new;
+        if let Ok(fx) = self.pubsub.publish(
+            Actor::service(),
+            NODE_MUC,
+            Some("current"),
+            to_string(payload),
+            &mut none,
+        ) {
+            out.writes.extend(self.pubsub_writes(fx.changes));
+        }
+        let _ = ctx;
+        out
+    }
+
+    /// Submit a form to the info or config node as `by` would through pubsub (XEP-0406
+    /// §5): the same rights, checks and notifications. The MUC owner form maps onto these.
+    pub fn submit_form(
+        &mut self,
+        by: &str,
+        node: &str,
+        form: Element,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Outcome, StanzaError> {
+        let mut item = Element::bare("item", NS_PUBSUB);
+        item.append_child(form);
+        let mut op = elem("publish", NS_PUBSUB, &[("node", node)]);
+        op.append_child(item);
+        let st = elem(
+            "iq",
+            NS_STANZA,
+            &[
+                ("type", "set"),
+                ("id", "mirror-form"),
+                ("from", by),
+                ("to", &self.jid.to_string()),
+            ],
+        );
+        let aff = self.affiliation(node, by);
+        let mut out = self.publish(&st, &op, node, by, aff, ctx);
+        // The IQ answer was for the synthetic request: take it out, an error becomes ours.
+        let mut failure = None;
+        out.sends.retain(|s| match s {
+            Send::One(e) if e.attr("id") == Some("mirror-form") => {
+                if e.attr("type") == Some("error") {
+                    failure = e
+                        .get_child("error", NS_STANZA)
+                        .and_then(|x| StanzaError::try_from(x.clone()).ok())
+                        .or_else(|| {
+                            Some(error(ErrorType::Cancel, DefinedCondition::BadRequest, ""))
+                        });
+                }
+                false
+            }
+            _ => true,
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Whether the channel is listed (disco#items of the service).
+    pub fn is_public(&self) -> bool {
+        self.public
+    }
+
+    /// List or unlist the channel (MUC `muc#roomconfig_publicroom`).
+    pub fn set_public(&mut self, public: bool) -> Option<mam_store::Write> {
+        if self.public == public {
+            return None;
+        }
+        self.public = public;
+        Some(mam_store::Write::ChannelListed {
+            channel: self.name.clone(),
+            public,
+        })
+    }
+
+    /// Lift a ban (MUC affiliation none for an outcast).
+    pub fn unban(&mut self, bare: &str, ctx: &mut Ctx<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        if self
+            .pubsub
+            .node(NODE_BANNED)
+            .and_then(|n| n.item(bare))
+            .is_some()
+            && let Ok(fx) = self
+                .pubsub
+                .retract(Actor::service(), NODE_BANNED, bare, true)
+        {
+            out.writes.extend(self.pubsub_writes(fx.changes));
+            self.notify(fx.notifications, ctx.ids, &mut out);
+        }
+        out
+    }
+
+    /// Add `bare` to the allowed node, or take it off (MUC membership in a members-only room).
+    pub fn set_allowed(&mut self, bare: &str, allowed: bool, ctx: &mut Ctx<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        let Some(node) = self.pubsub.node(NODE_ALLOWED) else {
+            return out;
+        };
+        let present = node.item(bare).is_some();
+        let mut none = String::new;
+        let fx = match (allowed, present) {
+            (true, false) => self
+                .pubsub
+                .publish(
+                    Actor::service(),
+                    NODE_ALLOWED,
+                    Some(bare),
+                    String::new(),
+                    &mut none,
+                )
+                .ok(),
+            (false, true) => self
+                .pubsub
+                .retract(Actor::service(), NODE_ALLOWED, bare, true)
+                .ok(),
+            _ => None,
+        };
+        if let Some(fx) = fx {
+            out.writes.extend(self.pubsub_writes(fx.changes));
+            self.notify(fx.notifications, ctx.ids, &mut out);
+        }
+        out
     }
 
     /// The items of the banned node (bare JIDs or domains).

@@ -187,6 +187,8 @@ pub struct Channel {
     pub jid: BareJid,
     pubsub: Service,
     config: MixConfig,
+    /// Listed in the service's disco#items.
+    public: bool,
     participants: BTreeMap<String, Participant>,
     /// Every id ever given, by bare JID (kept after leaving, CORE-20).
     ids: HashMap<String, String>,
@@ -235,10 +237,12 @@ fn node_config(node: &str) -> NodeConfig {
             persist_items: false,
             ..base
         },
-        NODE_INFO | NODE_CONFIG | NODE_SUBJECT | NODE_AVATAR_METADATA => NodeConfig {
-            max_items: Some(1),
-            ..base
-        },
+        NODE_INFO | NODE_CONFIG | NODE_SUBJECT | NODE_AVATAR_METADATA | mirror::NODE_MUC => {
+            NodeConfig {
+                max_items: Some(1),
+                ..base
+            }
+        }
         // XEP-0084 §4.2: one data item per published image (a few sizes at most).
         NODE_AVATAR_DATA => NodeConfig {
             max_items: Some(8),
@@ -250,7 +254,9 @@ fn node_config(node: &str) -> NodeConfig {
 
 /// Node names for the 'Nodes Present' values (XEP-0406 §3.6).
 fn present_nodes(config: &MixConfig) -> Vec<&'static str> {
-    let mut nodes = vec![NODE_MESSAGES, NODE_CONFIG, NODE_SUBJECT];
+    // The MUC mirror's own settings (moderation, password, ...: no MIX equivalent, MM-06)
+    // live in a node nobody reaches through pubsub.
+    let mut nodes = vec![NODE_MESSAGES, NODE_CONFIG, NODE_SUBJECT, mirror::NODE_MUC];
     for (value, node) in [
         ("participants", NODE_PARTICIPANTS),
         ("presence", NODE_PRESENCE),
@@ -280,6 +286,7 @@ impl Channel {
     pub fn load(state: ChannelState, domain: &BareJid, now_us: i64) -> (Channel, Vec<Write>) {
         let jid = channel_jid(&state.record.name, domain);
         let mut ch = Channel::empty(&state.record.name, jid);
+        ch.public = state.record.public;
         for c in state.pubsub {
             ch.pubsub.restore(c);
         }
@@ -329,6 +336,7 @@ impl Channel {
         now_us: i64,
     ) -> (Channel, Vec<Write>) {
         let mut ch = Channel::empty(name, channel_jid(name, domain));
+        ch.public = public;
         let record = mam_store::NewChannel {
             public,
             ..mam_store::NewChannel::named(name)
@@ -354,6 +362,7 @@ impl Channel {
             jid,
             pubsub: Service::new(),
             config: MixConfig::new(None),
+            public: true,
             participants: BTreeMap::new(),
             ids: HashMap::new(),
             by_id: HashMap::new(),
@@ -515,6 +524,7 @@ impl Channel {
             NODE_BANNED => (c.banned_subscription, Rights::Admins),
             NODE_JIDMAP => (Rights::Admins, Rights::Nobody),
             NODE_SUBJECT => (Rights::Participants, Rights::Participants),
+            mirror::NODE_MUC => (Rights::Nobody, Rights::Nobody),
             NODE_AVATAR_DATA | NODE_AVATAR_METADATA => {
                 (c.information_subscription, c.avatar_update)
             }

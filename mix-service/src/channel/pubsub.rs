@@ -165,7 +165,7 @@ impl Channel {
         }
     }
 
-    fn publish(
+    pub(super) fn publish(
         &mut self,
         st: &Element,
         op: &Element,

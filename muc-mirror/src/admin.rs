@@ -1,0 +1,844 @@
+//! XEP-0045 administration over the channel: roles (§8: kick, voice), affiliations (§9, §10:
+//! members, admins, owners, outcasts; lists and deltas) and the owner's room configuration
+//! (§10.1-10.2, `muc#roomconfig`), mapped onto the channel (REQUIREMENTS MM-06): owners and
+//! admins are the channel's, members its allowed node (or the mirror's list in an open room),
+//! outcasts its banned node; what MIX has no word for is kept in the mirror's settings.
+
+use jid::Jid;
+use minidom::Element;
+use mix_service::channel::{Ctx, Outcome, Role, Send};
+use mix_service::stanza::{error, iq_result};
+use mix_service::xml::*;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use crate::room::{NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, Occupant, Room, muc_error};
+use crate::settings::ALL_ROLES;
+
+pub const NS_ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
+
+fn bad(text: &str) -> StanzaError {
+    error(ErrorType::Modify, DefinedCondition::BadRequest, text)
+}
+
+fn forbidden(text: &str) -> StanzaError {
+    error(ErrorType::Auth, DefinedCondition::Forbidden, text)
+}
+
+fn not_allowed(text: &str) -> StanzaError {
+    error(ErrorType::Cancel, DefinedCondition::NotAllowed, text)
+}
+
+/// Affiliations in rank order (XEP-0045 §5.2).
+fn rank(aff: &str) -> u8 {
+    match aff {
+        "owner" => 4,
+        "admin" => 3,
+        "member" => 2,
+        "none" => 1,
+        _ => 0,
+    }
+}
+
+fn merge(out: &mut Outcome, more: Outcome) {
+    out.writes.extend(more.writes);
+    out.sends.extend(more.sends);
+    out.events.extend(more.events);
+}
+
+impl Room {
+    /// `muc#admin` sets: role changes by nick, affiliation changes by JID (all or none are
+    /// checked before any applies, XEP-0045 §9.2).
+    pub(crate) fn admin_set(
+        &mut self,
+        st: &Element,
+        q: &Element,
+        from: &Jid,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let actor = from.to_bare().to_string();
+        let items: Vec<Element> = q
+            .children()
+            .filter(|c| c.is("item", NS_MUC_ADMIN))
+            .cloned()
+            .collect();
+        if items.is_empty() {
+            return muc_error(st, bad("no item"));
+        }
+        // Check every item first.
+        for item in &items {
+            if let Err(e) = self.check_admin_item(&actor, item) {
+                return muc_error(st, e);
+            }
+        }
+        let mut out = Outcome::default();
+        for item in &items {
+            let reason = item
+                .children()
+                .find(|c| c.name() == "reason")
+                .map(|r| r.text());
+            let res = match (item.attr("role"), item.attr("affiliation")) {
+                (Some(role), _) => self.set_role(&actor, item, role, reason.as_deref(), ctx),
+                (None, Some(aff)) => {
+                    self.set_affiliation(&actor, item, aff, reason.as_deref(), ctx)
+                }
+                _ => Err(bad("an item needs a role or an affiliation")),
+            };
+            match res {
+                Ok(more) => merge(&mut out, more),
+                Err(e) => return muc_error(st, e),
+            }
+        }
+        out.sends.insert(0, Send::One(iq_result(st, None)));
+        out
+    }
+
+    /// Who may do what (XEP-0045 §8 and §9; MUC-ADM rules): moderators change roles of
+    /// those below them; admins change affiliations up to member; owners all; nobody acts
+    /// on a higher or equal affiliation except owners on admins and owners.
+    fn check_admin_item(&self, actor: &str, item: &Element) -> Result<(), StanzaError> {
+        let actor_aff = self.affiliation(actor);
+        if let Some(role) = item.attr("role") {
+            if !self.is_moderator(actor) {
+                return Err(forbidden("only moderators change roles"));
+            }
+            let nick = item
+                .attr("nick")
+                .ok_or_else(|| bad("a role change names a nick"))?;
+            let target = self.bare_of_nick(nick).ok_or_else(|| {
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::ItemNotFound,
+                    "no such occupant",
+                )
+            })?;
+            if !matches!(role, "none" | "visitor" | "participant" | "moderator") {
+                return Err(bad("unknown role"));
+            }
+            if role == "moderator" && rank(actor_aff) < rank("admin") {
+                return Err(forbidden("only admins and owners grant moderation"));
+            }
+            // Kicking or silencing an admin or owner is not allowed (§8.2, §8.4).
+            if rank(self.affiliation(&target)) >= rank("admin") && role != "moderator" {
+                return Err(not_allowed("cannot change the role of an admin or owner"));
+            }
+            return Ok(());
+        }
+        let aff = item
+            .attr("affiliation")
+            .ok_or_else(|| bad("item without role or affiliation"))?;
+        if !matches!(aff, "owner" | "admin" | "member" | "none" | "outcast") {
+            return Err(bad("unknown affiliation"));
+        }
+        let target = item
+            .attr("jid")
+            .and_then(|j| j.parse::<Jid>().ok())
+            .map(|j| j.to_bare().to_string())
+            .ok_or_else(|| bad("an affiliation change names a JID"))?;
+        if rank(actor_aff) < rank("admin") {
+            return Err(forbidden("only admins and owners change affiliations"));
+        }
+        let current = self.affiliation(&target);
+        let touches_high = rank(aff) >= rank("admin") || rank(current) >= rank("admin");
+        if touches_high && actor_aff != "owner" {
+            return Err(forbidden("only owners change admins and owners"));
+        }
+        if current == "owner" && aff != "owner" && self.channel.config().owners.len() <= 1 {
+            // §10.6: the last owner cannot step down.
+            return Err(error(
+                ErrorType::Cancel,
+                DefinedCondition::Conflict,
+                "a room must keep an owner",
+            ));
+        }
+        Ok(())
+    }
+
+    fn bare_of_nick(&self, nick: &str) -> Option<String> {
+        self.everyone()
+            .into_iter()
+            .find(|(_, n)| n == nick)
+            .map(|(b, _)| b)
+    }
+
+    fn set_role(
+        &mut self,
+        actor: &str,
+        item: &Element,
+        role: &str,
+        reason: Option<&str>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Outcome, StanzaError> {
+        let nick = item.attr("nick").unwrap_or_default();
+        let target = self.bare_of_nick(nick).unwrap_or_default();
+        let mut out = Outcome::default();
+        match role {
+            "none" => {
+                let Some(o) = self.occupant(&target).cloned() else {
+                    return Err(not_allowed("only MUC occupants can be kicked"));
+                };
+                self.remove_occupant(&o, &["307"], reason, actor, ctx, &mut out);
+            }
+            "visitor" => {
+                self.settings.voiced.remove(&target);
+                self.settings.voiceless.insert(target.clone());
+                self.save_settings(ctx, &mut out);
+                self.announce(&target, &mut out);
+            }
+            "participant" => {
+                self.settings.voiceless.remove(&target);
+                self.settings.voiced.insert(target.clone());
+                self.save_settings(ctx, &mut out);
+                self.announce(&target, &mut out);
+            }
+            _ => {
+                // Moderation comes with the admin affiliation here (owners and admins are
+                // the channel's moderators); a moderator role alone is not kept.
+                if !self.is_moderator(&target) {
+                    return Err(not_allowed("make the user an admin to make it a moderator"));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_affiliation(
+        &mut self,
+        actor: &str,
+        item: &Element,
+        aff: &str,
+        reason: Option<&str>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Outcome, StanzaError> {
+        let target = item
+            .attr("jid")
+            .and_then(|j| j.parse::<Jid>().ok())
+            .map(|j| j.to_bare().to_string())
+            .unwrap_or_default();
+        let mut out = Outcome::default();
+        let before = self.affiliation(&target);
+        if aff == "outcast" {
+            let mut more = self.channel.ban(actor, &target, ctx)?;
+            self.show(&mut more);
+            merge(&mut out, more);
+            return Ok(out);
+        }
+        // Leave the lists the user is on, then join the one asked for.
+        let mut owners = self.channel.config().owners.clone();
+        let mut admins = self.channel.config().admins.clone();
+        owners.retain(|j| j != &target);
+        admins.retain(|j| j != &target);
+        match aff {
+            "owner" => owners.push(target.clone()),
+            "admin" => admins.push(target.clone()),
+            _ => {}
+        }
+        if owners != self.channel.config().owners || admins != self.channel.config().admins {
+            let mut form = elem("x", NS_DATA, &[("type", "submit")]);
+            form.append_child(field_values("FORM_TYPE", &[NS_ADMIN.to_owned()]));
+            form.append_child(field_values("Owner", &owners));
+            form.append_child(field_values("Administrator", &admins));
+            let more = self.channel.submit_form(actor, NODE_CONFIG, form, ctx)?;
+            merge(&mut out, more);
+        }
+        if self.channel.role(&target) == Role::Banned {
+            let more = self.channel.unban(&target, ctx);
+            merge(&mut out, more);
+        }
+        let member = aff == "member";
+        if self.channel.members_only() {
+            let more = self.channel.set_allowed(&target, member, ctx);
+            merge(&mut out, more);
+        } else if member {
+            self.settings.members.insert(target.clone());
+            self.save_settings(ctx, &mut out);
+        } else if self.settings.members.remove(&target) {
+            self.save_settings(ctx, &mut out);
+        }
+        // §9.4/§9.6: losing membership of a members-only room takes the user out (321).
+        if self.channel.members_only()
+            && rank(aff) < rank("member")
+            && let Some(o) = self.occupant(&target).cloned()
+        {
+            self.remove_occupant(&o, &["321"], reason, actor, ctx, &mut out);
+        } else if before != self.affiliation(&target) {
+            self.announce(&target, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Take an occupant out with these status codes (307 kick, 321 membership, ...).
+    pub(crate) fn remove_occupant(
+        &mut self,
+        target: &Occupant,
+        codes: &[&str],
+        reason: Option<&str>,
+        actor: &str,
+        ctx: &mut Ctx<'_>,
+        out: &mut Outcome,
+    ) {
+        let actor_nick = self.occupant(actor).map(|o| o.nick.clone());
+        let add = |p: &mut Element, with_self: bool| {
+            if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                if let Some(item) = x.get_child_mut("item", NS_MUC_USER) {
+                    if let Some(n) = &actor_nick {
+                        item.append_child(elem("actor", NS_MUC_USER, &[("nick", n)]));
+                    }
+                    if let Some(r) = reason {
+                        item.append_child(text_elem("reason", NS_MUC_USER, r));
+                    }
+                }
+                if with_self {
+                    x.append_child(elem("status", NS_MUC_USER, &[("code", "110")]));
+                }
+                for c in codes {
+                    x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+                }
+            }
+        };
+        for full in target.sessions.keys() {
+            let mut p =
+                self.occupant_presence(&target.bare, &target.nick, None, Some(full), true, true);
+            add(&mut p, true);
+            set_attr(&mut p, "to", full);
+            out.sends.push(Send::One(p));
+            if let Ok(j) = full.parse::<Jid>() {
+                let gone = self.channel.client_presence(&j, None, ctx);
+                out.writes.extend(gone.writes);
+                out.sends.extend(gone.sends);
+            }
+        }
+        self.forget_occupant(&target.bare);
+        let to = self.audience();
+        if !to.is_empty() {
+            let mut p = self.occupant_presence(&target.bare, &target.nick, None, None, false, true);
+            add(&mut p, false);
+            out.sends.push(Send::Fanout { stanza: p, to });
+        }
+        if target.through_muc && self.channel.participant(&target.bare).is_some() {
+            let more = self.channel.depart(&target.bare, ctx);
+            out.writes.extend(more.writes);
+            out.sends.extend(more.sends);
+        }
+    }
+
+    /// The member, admin, owner or outcast list (XEP-0045 §9.5, §10.5, §10.8, §9.2).
+    pub(crate) fn admin_get(&self, st: &Element, q: &Element, from: &Jid) -> Outcome {
+        let actor = from.to_bare().to_string();
+        let Some(item) = q.children().find(|c| c.is("item", NS_MUC_ADMIN)) else {
+            return muc_error(st, bad("ask for a list"));
+        };
+        let cfg = self.channel.config();
+        let (attr, value, list): (&str, &str, Vec<String>) =
+            match (item.attr("affiliation"), item.attr("role")) {
+                (Some("owner"), _) => ("affiliation", "owner", cfg.owners.clone()),
+                (Some("admin"), _) => ("affiliation", "admin", cfg.admins.clone()),
+                (Some("outcast"), _) => ("affiliation", "outcast", self.channel.banned()),
+                (Some("member"), _) => (
+                    "affiliation",
+                    "member",
+                    if self.channel.members_only() {
+                        self.channel.allowed()
+                    } else {
+                        self.settings.members.iter().cloned().collect()
+                    },
+                ),
+                (None, Some(role @ ("moderator" | "participant" | "visitor"))) => {
+                    let list = self
+                        .everyone()
+                        .into_iter()
+                        .filter(|(b, _)| self.role(b) == role)
+                        .map(|(b, _)| b)
+                        .collect();
+                    ("role", role, list)
+                }
+                _ => return muc_error(st, bad("unknown list")),
+            };
+        // §9.5: members may read the member list of a non-anonymous room; other lists are
+        // for admins and owners (moderators for role lists).
+        let allowed = match (attr, value) {
+            ("role", _) => self.is_moderator(&actor),
+            (_, "member") => {
+                rank(self.affiliation(&actor)) >= rank("admin")
+                    || (self.non_anonymous() && rank(self.affiliation(&actor)) >= rank("member"))
+            }
+            _ => rank(self.affiliation(&actor)) >= rank("admin"),
+        };
+        if !allowed {
+            return muc_error(st, forbidden("you may not read that list"));
+        }
+        let mut query = Element::bare("query", NS_MUC_ADMIN);
+        for j in list {
+            let mut i = elem("item", NS_MUC_ADMIN, &[("jid", &j)]);
+            set_attr(&mut i, "affiliation", self.affiliation(&j));
+            if attr == "role" {
+                set_attr(&mut i, "role", value);
+            }
+            if let Some(n) = self.channel.participant(&j).and_then(|p| p.nick.clone()) {
+                set_attr(&mut i, "nick", &n);
+            }
+            query.append_child(i);
+        }
+        Outcome::reply(iq_result(st, Some(query)))
+    }
+
+    /// `muc#owner`: the configuration form, submitting it (or accepting the defaults of an
+    /// instant room), and destroying the room.
+    pub(crate) fn owner(
+        &mut self,
+        st: &Element,
+        q: &Element,
+        get: bool,
+        from: &Jid,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let actor = from.to_bare().to_string();
+        if self.channel.role(&actor) != Role::Owner {
+            return muc_error(st, forbidden("only owners configure this room"));
+        }
+        if let Some(d) = q.children().find(|c| c.is("destroy", NS_MUC_OWNER)) {
+            return self.destroy(st, d, from);
+        }
+        if get {
+            let mut query = Element::bare("query", NS_MUC_OWNER);
+            query.append_child(self.config_form());
+            return Outcome::reply(iq_result(st, Some(query)));
+        }
+        let Some(form) = q.children().find(|c| c.is("x", NS_DATA)) else {
+            return muc_error(st, bad("a configuration form is required"));
+        };
+        match form.attr("type") {
+            Some("cancel") => {
+                // §10.1.3: cancelling the first configuration leaves the room as it is.
+                Outcome::reply(iq_result(st, None))
+            }
+            Some("submit") => match self.configure(&actor, form, ctx) {
+                Ok(mut out) => {
+                    out.sends.insert(0, Send::One(iq_result(st, None)));
+                    out
+                }
+                Err(e) => muc_error(st, e),
+            },
+            _ => muc_error(st, bad("the form must be submitted or cancelled")),
+        }
+    }
+
+    fn destroy(&mut self, st: &Element, d: &Element, from: &Jid) -> Outcome {
+        let mut out = self.channel.destroy(st, from);
+        // The occupants hear why, and where to go (XEP-0045 §10.9).
+        let mut destroy = Element::bare("destroy", NS_MUC_USER);
+        if let Some(j) = d.attr("jid") {
+            set_attr(&mut destroy, "jid", j);
+        }
+        if let Some(r) = d.children().find(|c| c.name() == "reason") {
+            destroy.append_child(text_elem("reason", NS_MUC_USER, &r.text()));
+        }
+        for o in self.take_occupants() {
+            for full in o.sessions.keys() {
+                let mut p = self.occupant_presence(&o.bare, &o.nick, None, Some(full), true, true);
+                set_attr(&mut p, "to", full);
+                if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                    x.append_child(destroy.clone());
+                }
+                out.sends.push(Send::One(p));
+            }
+        }
+        out.events
+            .retain(|e| !matches!(e, mix_service::channel::ChannelEvent::Destroyed));
+        out
+    }
+
+    /// The room configuration as a `muc#roomconfig` form (XEP-0045 §15.5.3).
+    pub(crate) fn config_form(&self) -> Element {
+        let cfg = self.channel.config();
+        let s = &self.settings;
+        let mut x = elem("x", NS_DATA, &[("type", "form")]);
+        x.append_child(hidden("FORM_TYPE", NS_ROOMCONFIG));
+        let b = |v: bool| if v { "1" } else { "0" }.to_owned();
+        let fields: Vec<ConfigField> = vec![
+            (
+                "muc#roomconfig_roomname",
+                "text-single",
+                "Name",
+                vec![self.channel.display_name()],
+                &[],
+            ),
+            (
+                "muc#roomconfig_roomdesc",
+                "text-single",
+                "Description",
+                vec![self.channel.description()],
+                &[],
+            ),
+            (
+                "muc#roomconfig_persistentroom",
+                "boolean",
+                "Persistent (always: channels live until destroyed)",
+                vec!["1".into()],
+                &[],
+            ),
+            (
+                "muc#roomconfig_publicroom",
+                "boolean",
+                "Listed in the room directory",
+                vec![b(self.channel.is_public())],
+                &[],
+            ),
+            (
+                "muc#roomconfig_membersonly",
+                "boolean",
+                "Members only",
+                vec![b(self.channel.members_only())],
+                &[],
+            ),
+            (
+                "muc#roomconfig_moderatedroom",
+                "boolean",
+                "Moderated",
+                vec![b(s.moderated)],
+                &[],
+            ),
+            (
+                "muc#roomconfig_passwordprotectedroom",
+                "boolean",
+                "Password protected",
+                vec![b(s.password.is_some())],
+                &[],
+            ),
+            (
+                "muc#roomconfig_roomsecret",
+                "text-private",
+                "Password",
+                vec![s.password.clone().unwrap_or_default()],
+                &[],
+            ),
+            (
+                "muc#roomconfig_whois",
+                "list-single",
+                "Who may see real JIDs",
+                vec![
+                    if self.non_anonymous() {
+                        "anyone"
+                    } else {
+                        "moderators"
+                    }
+                    .into(),
+                ],
+                &["moderators", "anyone"],
+            ),
+            (
+                "muc#roomconfig_maxusers",
+                "list-single",
+                "Maximum occupants",
+                vec![
+                    s.max_users
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| "none".into()),
+                ],
+                &["10", "20", "30", "50", "100", "1000", "none"],
+            ),
+            (
+                "muc#roomconfig_presencebroadcast",
+                "list-multi",
+                "Roles whose presence is broadcast",
+                s.presence_broadcast.clone(),
+                &ALL_ROLES,
+            ),
+            (
+                "muc#roomconfig_allowpm",
+                "list-single",
+                "Who may send private messages",
+                vec![s.allow_pm.clone()],
+                &["anyone", "participants", "moderators", "none"],
+            ),
+            (
+                "muc#roomconfig_allowinvites",
+                "boolean",
+                "Occupants may invite",
+                vec![b(cfg.invitation_by_participant)],
+                &[],
+            ),
+            (
+                "muc#roomconfig_changesubject",
+                "boolean",
+                "Occupants may change the subject",
+                vec![b(s.change_subject)],
+                &[],
+            ),
+            (
+                "muc#roomconfig_enablelogging",
+                "boolean",
+                "Archived (always: the channel's archive)",
+                vec!["1".into()],
+                &[],
+            ),
+            (
+                "muc#roomconfig_roomowners",
+                "jid-multi",
+                "Owners",
+                cfg.owners.clone(),
+                &[],
+            ),
+            (
+                "muc#roomconfig_roomadmins",
+                "jid-multi",
+                "Administrators",
+                cfg.admins.clone(),
+                &[],
+            ),
+        ];
+        for (var, ty, label, values, options) in fields {
+            let mut f = elem(
+                "field",
+                NS_DATA,
+                &[("var", var), ("type", ty), ("label", label)],
+            );
+            for v in values {
+                f.append_child(text_elem("value", NS_DATA, &v));
+            }
+            for o in options {
+                let mut opt = elem("option", NS_DATA, &[("label", o)]);
+                opt.append_child(text_elem("value", NS_DATA, o));
+                f.append_child(opt);
+            }
+            x.append_child(f);
+        }
+        x
+    }
+
+    /// Apply a submitted `muc#roomconfig` form: only the fields present change (XEP-0004);
+    /// unknown fields are ignored (§15.5.3), bad values refused (not-acceptable).
+    fn configure(
+        &mut self,
+        actor: &str,
+        form: &Element,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Outcome, StanzaError> {
+        let values = |var: &str| -> Option<Vec<String>> {
+            form.children()
+                .find(|f| f.is("field", NS_DATA) && f.attr("var") == Some(var))
+                .map(|f| {
+                    f.children()
+                        .filter(|v| v.is("value", NS_DATA))
+                        .map(|v| v.text().trim().to_owned())
+                        .collect()
+                })
+        };
+        let one = |var: &str| values(var).map(|v| v.into_iter().next().unwrap_or_default());
+        let boolean = |var: &str| -> Result<Option<bool>, StanzaError> {
+            match one(var).as_deref() {
+                None => Ok(None),
+                Some("1" | "true") => Ok(Some(true)),
+                Some("0" | "false" | "") => Ok(Some(false)),
+                Some(_) => Err(not_acceptable(&format!("'{var}' is a boolean"))),
+            }
+        };
+        let was_anonymous = !self.non_anonymous();
+        let before = self.config_form();
+        let mut out = Outcome::default();
+        // Channel configuration (XEP-0406 form): only what changes.
+        let cfg = self.channel.config().clone();
+        let mut mix_form = elem("x", NS_DATA, &[("type", "submit")]);
+        mix_form.append_child(field_values("FORM_TYPE", &[NS_ADMIN.to_owned()]));
+        let mut mix_changes = 0;
+        if let Some(owners) = values("muc#roomconfig_roomowners") {
+            let owners = bare_jids(&owners)?;
+            if owners.is_empty() {
+                return Err(error(
+                    ErrorType::Cancel,
+                    DefinedCondition::Conflict,
+                    "a room must keep an owner",
+                ));
+            }
+            mix_form.append_child(field_values("Owner", &owners));
+            mix_changes += 1;
+        }
+        if let Some(admins) = values("muc#roomconfig_roomadmins") {
+            mix_form.append_child(field_values("Administrator", &bare_jids(&admins)?));
+            mix_changes += 1;
+        }
+        if let Some(members_only) = boolean("muc#roomconfig_membersonly")?
+            && members_only != self.channel.members_only()
+        {
+            let mut nodes = cfg.nodes_present.clone();
+            nodes.retain(|n| n != "allowed");
+            if members_only {
+                nodes.push("allowed".into());
+            }
+            mix_form.append_child(field_values("Nodes Present", &nodes));
+            mix_changes += 1;
+        }
+        if let Some(whois) = one("muc#roomconfig_whois") {
+            let vis = match whois.as_str() {
+                "anyone" => "jid-mandatory-visible",
+                "moderators" => "jid-hidden",
+                _ => {
+                    return Err(not_acceptable(
+                        "'muc#roomconfig_whois' is anyone or moderators",
+                    ));
+                }
+            };
+            mix_form.append_child(field_values("JID Visibility", &[vis.to_owned()]));
+            mix_changes += 1;
+        }
+        if let Some(invites) = boolean("muc#roomconfig_allowinvites")? {
+            mix_form.append_child(field_values(
+                "Participation Addition by Invitation from Participant",
+                &[if invites { "true" } else { "false" }.to_owned()],
+            ));
+            mix_changes += 1;
+        }
+        if let Some(pm) = one("muc#roomconfig_allowpm") {
+            if !matches!(
+                pm.as_str(),
+                "anyone" | "participants" | "moderators" | "none"
+            ) {
+                return Err(not_acceptable("'muc#roomconfig_allowpm' has no such value"));
+            }
+            mix_form.append_child(field_values(
+                "Private Messages",
+                &[if pm == "none" { "false" } else { "true" }.to_owned()],
+            ));
+            mix_changes += 1;
+            self.settings.allow_pm = pm;
+        }
+        let was_members_only = self.channel.members_only();
+        if mix_changes > 0 {
+            let more = self
+                .channel
+                .submit_form(actor, NODE_CONFIG, mix_form, ctx)?;
+            merge(&mut out, more);
+        }
+        // A room that became members-only keeps the members it had as an open room.
+        if !was_members_only && self.channel.members_only() {
+            for m in std::mem::take(&mut self.settings.members) {
+                let more = self.channel.set_allowed(&m, true, ctx);
+                merge(&mut out, more);
+            }
+        }
+        // Name and description: the info node.
+        let name = one("muc#roomconfig_roomname");
+        let desc = one("muc#roomconfig_roomdesc");
+        if name.is_some() || desc.is_some() {
+            let mut info = elem("x", NS_DATA, &[("type", "submit")]);
+            info.append_child(field_values("FORM_TYPE", &[NS_CORE.to_owned()]));
+            if let Some(n) = name {
+                info.append_child(field_values("Name", &[n]));
+            }
+            if let Some(d) = desc {
+                info.append_child(field_values("Description", &[d]));
+            }
+            let more = self.channel.submit_form(actor, NODE_INFO, info, ctx)?;
+            merge(&mut out, more);
+        }
+        if let Some(public) = boolean("muc#roomconfig_publicroom")? {
+            out.writes.extend(self.channel.set_public(public));
+        }
+        // The mirror's own settings.
+        if let Some(m) = boolean("muc#roomconfig_moderatedroom")? {
+            self.settings.moderated = m;
+        }
+        if let Some(p) = boolean("muc#roomconfig_passwordprotectedroom")? {
+            if !p {
+                self.settings.password = None;
+            } else {
+                let secret = one("muc#roomconfig_roomsecret").unwrap_or_default();
+                if secret.is_empty() && self.settings.password.is_none() {
+                    return Err(not_acceptable("a password-protected room needs a password"));
+                }
+                if !secret.is_empty() {
+                    self.settings.password = Some(secret);
+                }
+            }
+        } else if let Some(secret) = one("muc#roomconfig_roomsecret").filter(|s| !s.is_empty()) {
+            self.settings.password = Some(secret);
+        }
+        if let Some(max) = one("muc#roomconfig_maxusers") {
+            self.settings.max_users = match max.as_str() {
+                "" | "none" | "0" => None,
+                n => Some(
+                    n.parse()
+                        .map_err(|_| not_acceptable("'muc#roomconfig_maxusers' is a number"))?,
+                ),
+            };
+        }
+        if let Some(pb) = values("muc#roomconfig_presencebroadcast") {
+            if pb.iter().any(|r| !ALL_ROLES.contains(&r.as_str())) {
+                return Err(not_acceptable(
+                    "'muc#roomconfig_presencebroadcast' lists roles",
+                ));
+            }
+            self.settings.presence_broadcast = pb;
+        }
+        if let Some(c) = boolean("muc#roomconfig_changesubject")? {
+            self.settings.change_subject = c;
+        }
+        self.settings.locked = false;
+        self.save_settings(ctx, &mut out);
+        // §10.2.1: occupants hear that the configuration changed (104), and whether the room
+        // became non-anonymous (172) or semi-anonymous (173). Accepting an instant room's
+        // defaults changes nothing and says nothing.
+        if self.config_form() == before {
+            return Ok(out);
+        }
+        let mut codes = vec!["104"];
+        match (was_anonymous, !self.non_anonymous()) {
+            (true, false) => codes.push("172"),
+            (false, true) => codes.push("173"),
+            _ => {}
+        }
+        let to = self.audience();
+        if !to.is_empty() {
+            let mut m = elem(
+                "message",
+                mix_service::stanza::NS_STANZA,
+                &[("from", &self.jid.to_string()), ("type", "groupchat")],
+            );
+            let mut x = Element::bare("x", NS_MUC_USER);
+            for c in codes {
+                x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+            }
+            m.append_child(x);
+            out.sends.push(Send::Fanout { stanza: m, to });
+        }
+        Ok(out)
+    }
+}
+
+/// A form field: var, type, label, values, options.
+type ConfigField = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<String>,
+    &'static [&'static str],
+);
+
+fn not_acceptable(text: &str) -> StanzaError {
+    error(ErrorType::Modify, DefinedCondition::NotAcceptable, text)
+}
+
+fn hidden(var: &str, value: &str) -> Element {
+    let mut f = elem("field", NS_DATA, &[("var", var), ("type", "hidden")]);
+    f.append_child(text_elem("value", NS_DATA, value));
+    f
+}
+
+fn field_values(var: &str, values: &[String]) -> Element {
+    let mut f = elem("field", NS_DATA, &[("var", var)]);
+    for v in values {
+        f.append_child(text_elem("value", NS_DATA, v));
+    }
+    f
+}
+
+fn bare_jids(values: &[String]) -> Result<Vec<String>, StanzaError> {
+    values
+        .iter()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<Jid>()
+                .map(|j| j.to_bare().to_string())
+                .map_err(|_| not_acceptable(&format!("'{v}' is not a JID")))
+        })
+        .collect()
+}
