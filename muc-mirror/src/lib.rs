@@ -7,3 +7,6 @@ mod admin;
 pub mod disco;
 pub mod room;
 pub mod settings;
+
+#[cfg(test)]
+mod tests;

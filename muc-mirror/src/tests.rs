@@ -1,0 +1,548 @@
+//! Room rules without sockets or clocks: entering, talking across both faces, rights,
+//! administration and configuration.
+
+use jid::BareJid;
+use minidom::Element;
+use mix_service::channel::{Channel, Ctx, Ids, NickRegistry, Outcome, Send};
+use mix_service::xml::*;
+
+use crate::room::*;
+
+struct Counter(u64);
+
+impl Ids for Counter {
+    fn archive_id(&mut self, _now: i64) -> String {
+        self.0 += 1;
+        format!("arch{}", self.0)
+    }
+    fn participant_id(&mut self) -> String {
+        self.0 += 1;
+        format!("p{}", self.0)
+    }
+    fn stanza_id(&mut self) -> String {
+        self.0 += 1;
+        format!("s{}", self.0)
+    }
+}
+
+const ROOM: &str = "coven@muc.x";
+const CHAN: &str = "coven@mix.x";
+const NS: &str = "jabber:component:accept";
+
+/// A room owned by owner@x, configured (not locked).
+fn room() -> Room {
+    let mix: BareJid = "mix.x".parse().expect("jid");
+    let muc: BareJid = "muc.x".parse().expect("jid");
+    let (ch, _) = Channel::create("coven", &mix, "owner@x", true, 1_000_000);
+    Room::new(ch, &muc)
+}
+
+struct T {
+    room: Room,
+    n: u64,
+}
+
+impl T {
+    fn new() -> T {
+        T { room: room(), n: 0 }
+    }
+
+    fn run(&mut self, xml: &str) -> RoomOutcome {
+        self.n += 1000;
+        let mut ids = Counter(self.n);
+        let nicks = NickRegistry::default();
+        let mut ctx = Ctx {
+            now_us: 2_000_000 + self.n as i64,
+            ids: &mut ids,
+            nicks: &nicks,
+        };
+        let st: Element = xml.parse().expect("xml");
+        self.room.handle(&st, &mut ctx)
+    }
+
+    fn enter(&mut self, full: &str, nick: &str) -> RoomOutcome {
+        self.run(&format!(
+            "<presence xmlns='{NS}' from='{full}' to='{ROOM}/{nick}'><x xmlns='{NS_MUC}'/></presence>"
+        ))
+    }
+
+    fn say(&mut self, full: &str, body: &str) -> RoomOutcome {
+        self.run(&format!(
+            "<message xmlns='{NS}' type='groupchat' id='c1' from='{full}' to='{ROOM}'><body>{body}</body></message>"
+        ))
+    }
+
+    fn configure(&mut self, fields: &[(&str, &str)]) -> RoomOutcome {
+        let f: String = fields
+            .iter()
+            .map(|(k, v)| format!("<field var='{k}'><value>{v}</value></field>"))
+            .collect();
+        self.run(&format!(
+            "<iq xmlns='{NS}' type='set' id='cfg' from='owner@x/o' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>\
+             <x xmlns='{NS_DATA}' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>{f}</x></query></iq>"
+        ))
+    }
+
+    fn admin(&mut self, from: &str, item: &str) -> RoomOutcome {
+        self.run(&format!(
+            "<iq xmlns='{NS}' type='set' id='adm' from='{from}' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>{item}</query></iq>"
+        ))
+    }
+}
+
+/// Every stanza sent, with its recipient(s).
+fn sent(out: &Outcome) -> Vec<(Element, Vec<String>)> {
+    out.sends
+        .iter()
+        .map(|s| match s {
+            Send::One(e) => (e.clone(), vec![e.attr("to").unwrap_or_default().to_owned()]),
+            Send::Fanout { stanza, to } => (stanza.clone(), to.clone()),
+            Send::Shared { stanza, to } => (stanza.clone(), to.to_vec()),
+        })
+        .collect()
+}
+
+fn to_whom<'a>(out: &'a [(Element, Vec<String>)], jid: &str) -> Vec<&'a Element> {
+    out.iter()
+        .filter(|(_, to)| to.iter().any(|t| t == jid))
+        .map(|(e, _)| e)
+        .collect()
+}
+
+fn codes(p: &Element) -> Vec<String> {
+    p.get_child("x", NS_MUC_USER)
+        .map(|x| {
+            x.children()
+                .filter(|c| c.name() == "status")
+                .filter_map(|c| c.attr("code").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn condition(out: &RoomOutcome) -> String {
+    out.outcome
+        .sends
+        .iter()
+        .find_map(|s| match s {
+            Send::One(e) if e.attr("type") == Some("error") => Some(e.clone()),
+            _ => None,
+        })
+        .and_then(|e| {
+            e.get_child("error", NS)
+                .and_then(|x| x.children().next().map(|c| c.name().to_owned()))
+        })
+        .expect("an error")
+}
+
+#[test]
+fn entering_sends_occupants_then_self_then_history_and_subject() {
+    let mut t = T::new();
+    t.room.created = true;
+    let first = t.enter("owner@x/o", "owner");
+    let own = to_whom(&sent(&first.outcome), "owner@x/o")[0].clone();
+    assert_eq!(
+        codes(&own),
+        ["110", "100", "201"],
+        "MUC-ENT-05: 201 on creation"
+    );
+    // Locked until configured (XEP-0045 §10.1.1).
+    assert_eq!(condition(&t.enter("alice@x/a", "alice")), "item-not-found");
+    t.configure(&[]);
+    let out = t.enter("alice@x/a", "alice");
+    let to_alice = to_whom(&sent(&out.outcome), "alice@x/a")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(to_alice.len(), 2);
+    assert_eq!(
+        to_alice[0].attr("from"),
+        Some("coven@muc.x/owner"),
+        "others first"
+    );
+    assert_eq!(to_alice[1].attr("from"), Some("coven@muc.x/alice"));
+    assert_eq!(codes(&to_alice[1]), ["110", "100"]);
+    let item = to_alice[0]
+        .get_child("x", NS_MUC_USER)
+        .and_then(|x| x.get_child("item", NS_MUC_USER))
+        .expect("item");
+    assert_eq!(item.attr("affiliation"), Some("owner"));
+    assert_eq!(item.attr("role"), Some("moderator"));
+    assert_eq!(item.attr("jid"), Some("owner@x/o"), "non-anonymous room");
+    // The owner hears the newcomer; history and the subject are for the shell to send.
+    assert!(!to_whom(&sent(&out.outcome), "owner@x/o").is_empty());
+    let h = &out.history[0];
+    assert_eq!((h.to.as_str(), h.max), ("alice@x/a", DEFAULT_HISTORY));
+    assert_eq!(
+        h.subject.get_child("subject", NS).map(|s| s.text()),
+        Some(String::new())
+    );
+    // The MUC occupant is a channel participant (MM-06).
+    assert_eq!(
+        t.room
+            .channel
+            .participant("alice@x")
+            .and_then(|p| p.nick.clone()),
+        Some("alice".into())
+    );
+}
+
+#[test]
+fn entry_refusals() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("alice@x/a", "alice");
+    assert_eq!(condition(&t.enter("bob@x/b", "Alice")), "conflict");
+    let bare = t.run(&format!(
+        "<presence xmlns='{NS}' from='bob@x/b' to='{ROOM}'><x xmlns='{NS_MUC}'/></presence>"
+    ));
+    assert_eq!(condition(&bare), "jid-malformed");
+    t.configure(&[
+        ("muc#roomconfig_passwordprotectedroom", "1"),
+        ("muc#roomconfig_roomsecret", "toad"),
+    ]);
+    assert_eq!(condition(&t.enter("bob@x/b", "bob")), "not-authorized");
+    let with_password = t.run(&format!(
+        "<presence xmlns='{NS}' from='bob@x/b' to='{ROOM}/bob'><x xmlns='{NS_MUC}'><password>toad</password></x></presence>"
+    ));
+    assert!(
+        with_password
+            .outcome
+            .sends
+            .iter()
+            .all(|s| !matches!(s, Send::One(e) if e.attr("type") == Some("error")))
+    );
+    t.configure(&[
+        ("muc#roomconfig_passwordprotectedroom", "0"),
+        ("muc#roomconfig_membersonly", "1"),
+    ]);
+    assert_eq!(
+        condition(&t.enter("carol@x/c", "carol")),
+        "registration-required"
+    );
+    t.admin("owner@x/o", "<item jid='carol@x' affiliation='member'/>");
+    assert!(condition_or_none(&t.enter("carol@x/c", "carol")).is_none());
+    t.admin("owner@x/o", "<item jid='dave@x' affiliation='outcast'/>");
+    assert_eq!(condition(&t.enter("dave@x/d", "dave")), "forbidden");
+    t.configure(&[
+        ("muc#roomconfig_maxusers", "3"),
+        ("muc#roomconfig_membersonly", "0"),
+    ]);
+    assert_eq!(
+        condition(&t.enter("erin@x/e", "erin")),
+        "service-unavailable"
+    );
+}
+
+fn condition_or_none(out: &RoomOutcome) -> Option<String> {
+    out.outcome.sends.iter().find_map(|s| match s {
+        Send::One(e) if e.attr("type") == Some("error") => e
+            .get_child("error", NS)
+            .and_then(|x| x.children().next().map(|c| c.name().to_owned())),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_muc_message_is_archived_once_and_reaches_both_faces() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("alice@x/a", "alice");
+    // A MIX participant subscribed to messages.
+    t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='j' from='bob@x/b' to='{CHAN}'><join xmlns='{NS_CORE}'>\
+         <subscribe node='{NODE_MESSAGES}'/><nick>bob</nick></join></iq>"
+    ));
+    let out = t.say("alice@x/a", "hello");
+    let archived = out
+        .outcome
+        .writes
+        .iter()
+        .filter(|w| matches!(w, mam_store::Write::Archive(_)))
+        .count();
+    assert_eq!(archived, 1, "once in the archive");
+    let s = sent(&out.outcome);
+    let muc = to_whom(&s, "alice@x/a")[0];
+    assert_eq!(muc.attr("from"), Some("coven@muc.x/alice"));
+    assert_eq!(
+        muc.attr("id"),
+        Some("c1"),
+        "the client's id (muc#stable_id)"
+    );
+    let sid = muc.get_child("stanza-id", NS_SID).expect("stanza-id");
+    assert_eq!(sid.attr("by"), Some(ROOM));
+    assert!(muc.get_child("occupant-id", NS_OCCUPANT_ID).is_some());
+    assert!(muc.get_child("mix", NS_CORE).is_none());
+    let mix = to_whom(&s, "bob@x/b")[0];
+    assert!(
+        mix.attr("from")
+            .is_some_and(|f| f.starts_with("coven@mix.x/"))
+    );
+    assert_eq!(
+        mix.get_child("stanza-id", NS_SID)
+            .and_then(|s| s.attr("id")),
+        sid.attr("id"),
+        "one id for both faces"
+    );
+    // And the MIX participant's message reaches the MUC occupant.
+    let back = t.run(&format!(
+        "<message xmlns='{NS}' type='groupchat' id='m2' from='bob@x/b' to='{CHAN}'><body>hi</body></message>"
+    ));
+    let s = sent(&back.outcome);
+    let seen = to_whom(&s, "alice@x/a")[0];
+    assert_eq!(seen.attr("from"), Some("coven@muc.x/bob"));
+    // Non-occupants cannot speak; PMs of type groupchat are refused.
+    assert_eq!(condition(&t.say("eve@x/e", "spam")), "not-acceptable");
+    let pm = t.run(&format!(
+        "<message xmlns='{NS}' type='groupchat' from='alice@x/a' to='{ROOM}/bob'><body>x</body></message>"
+    ));
+    assert_eq!(condition(&pm), "bad-request");
+}
+
+#[test]
+fn private_messages_follow_the_room_policy() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("alice@x/a", "alice");
+    t.enter("bob@x/b", "bob");
+    let pm = |t: &mut T| {
+        t.run(&format!(
+            "<message xmlns='{NS}' type='chat' id='pm' from='alice@x/a' to='{ROOM}/bob'><body>psst</body></message>"
+        ))
+    };
+    let out = pm(&mut t);
+    let s = sent(&out.outcome);
+    let got = to_whom(&s, "bob@x/b")[0];
+    assert_eq!(got.attr("from"), Some("coven@muc.x/alice"));
+    assert!(got.get_child("x", NS_MUC_USER).is_some(), "MUC-PM-01");
+    assert!(out.outcome.writes.is_empty(), "PMs are not archived");
+    let unknown = t.run(&format!(
+        "<message xmlns='{NS}' type='chat' from='alice@x/a' to='{ROOM}/nobody'><body>x</body></message>"
+    ));
+    assert_eq!(condition(&unknown), "item-not-found", "MUC-PM-02");
+    t.configure(&[("muc#roomconfig_allowpm", "moderators")]);
+    assert_eq!(condition(&pm(&mut t)), "forbidden");
+}
+
+#[test]
+fn moderated_rooms_silence_visitors_and_voice_can_be_given() {
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_moderatedroom", "1")]);
+    t.enter("owner@x/o", "owner");
+    t.enter("alice@x/a", "alice");
+    assert_eq!(condition(&t.say("alice@x/a", "hi")), "forbidden");
+    let out = t.admin("owner@x/o", "<item nick='alice' role='participant'/>");
+    assert_eq!(
+        out.outcome.sends.first().and_then(|s| match s {
+            Send::One(e) => e.attr("type").map(str::to_owned),
+            _ => None,
+        }),
+        Some("result".into())
+    );
+    assert!(condition_or_none(&t.say("alice@x/a", "hi")).is_none());
+    // Admins and owners cannot be silenced or kicked; participants cannot moderate.
+    assert_eq!(
+        condition(&t.admin("owner@x/o", "<item nick='owner' role='visitor'/>")),
+        "not-allowed"
+    );
+    assert_eq!(
+        condition(&t.admin("alice@x/a", "<item nick='owner' role='none'/>")),
+        "forbidden"
+    );
+}
+
+#[test]
+fn kick_ban_and_membership_revocation_take_occupants_out_with_their_codes() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    t.enter("alice@x/a", "alice");
+    t.enter("bob@x/b", "bob");
+    let kick = t.admin(
+        "owner@x/o",
+        "<item nick='alice' role='none'><reason>spam</reason></item>",
+    );
+    let s = sent(&kick.outcome);
+    let to_alice = to_whom(&s, "alice@x/a")[0];
+    assert_eq!(codes(to_alice), ["110", "307"]);
+    let to_bob = to_whom(&s, "bob@x/b")[0];
+    assert_eq!(to_bob.attr("type"), Some("unavailable"));
+    assert_eq!(codes(to_bob), ["307"]);
+    assert!(
+        t.room.channel.participant("alice@x").is_none(),
+        "a MUC-only occupant leaves the channel"
+    );
+    let ban = t.admin(
+        "owner@x/o",
+        "<item jid='bob@x' affiliation='outcast'><reason>bye</reason></item>",
+    );
+    let s = sent(&ban.outcome);
+    assert_eq!(codes(to_whom(&s, "bob@x/b")[0]), ["110", "301"]);
+    assert_eq!(
+        t.room.channel.banned(),
+        ["bob@x"],
+        "the outcast is the channel's banned node (MM-06)"
+    );
+    // Members-only: revoking a membership removes the member with 321.
+    t.configure(&[("muc#roomconfig_membersonly", "1")]);
+    t.admin("owner@x/o", "<item jid='carol@x' affiliation='member'/>");
+    t.enter("carol@x/c", "carol");
+    let revoke = t.admin("owner@x/o", "<item jid='carol@x' affiliation='none'/>");
+    assert_eq!(
+        codes(to_whom(&sent(&revoke.outcome), "carol@x/c")[0]),
+        ["110", "321"]
+    );
+    // The last owner cannot step down.
+    assert_eq!(
+        condition(&t.admin("owner@x/o", "<item jid='owner@x' affiliation='none'/>")),
+        "conflict"
+    );
+}
+
+#[test]
+fn configuration_maps_onto_the_channel_and_is_announced() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    let out = t.configure(&[
+        ("muc#roomconfig_roomname", "The Coven"),
+        ("muc#roomconfig_membersonly", "1"),
+        ("muc#roomconfig_whois", "moderators"),
+    ]);
+    assert_eq!(t.room.channel.display_name(), "The Coven");
+    assert!(t.room.channel.members_only(), "the allowed node exists");
+    assert!(
+        t.room.channel.is_hidden(),
+        "whois=moderators is a JID-hidden channel"
+    );
+    let s = sent(&out.outcome);
+    let note = to_whom(&s, "owner@x/o")
+        .into_iter()
+        .find(|e| e.name() == "message")
+        .expect("a status message");
+    assert_eq!(codes(note), ["104", "173"]);
+    // The form shows what is in force.
+    let get = t.run(&format!(
+        "<iq xmlns='{NS}' type='get' id='g' from='owner@x/o' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
+    ));
+    let form = sent(&get.outcome)[0].0.clone();
+    let text = to_string(&form);
+    assert!(
+        text.contains("The Coven") && text.contains("moderators"),
+        "{text}"
+    );
+    // Bad values are refused; non-owners may not configure.
+    assert_eq!(
+        condition(&t.configure(&[("muc#roomconfig_whois", "everyone")])),
+        "not-acceptable"
+    );
+    let not_owner = t.run(&format!(
+        "<iq xmlns='{NS}' type='get' id='g' from='alice@x/a' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'/></iq>"
+    ));
+    assert_eq!(condition(&not_owner), "forbidden");
+}
+
+#[test]
+fn self_ping_nick_change_and_leaving() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("alice@x/a", "alice");
+    t.enter("bob@x/b", "bob");
+    let ping = |t: &mut T, from: &str, nick: &str| {
+        t.run(&format!(
+            "<iq xmlns='{NS}' type='get' id='sp' from='{from}' to='{ROOM}/{nick}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+    };
+    let ok = ping(&mut t, "alice@x/a", "alice");
+    assert_eq!(
+        sent(&ok.outcome)[0].0.attr("type"),
+        Some("result"),
+        "XEP-0410"
+    );
+    assert_eq!(
+        condition(&ping(&mut t, "eve@x/e", "alice")),
+        "not-acceptable"
+    );
+    let change = t.run(&format!(
+        "<presence xmlns='{NS}' from='bob@x/b' to='{ROOM}/robert'/>"
+    ));
+    let s = sent(&change.outcome);
+    let to_alice = to_whom(&s, "alice@x/a");
+    assert_eq!(codes(to_alice[0]), ["303"]);
+    assert_eq!(to_alice[1].attr("from"), Some("coven@muc.x/robert"));
+    assert_eq!(
+        t.room
+            .channel
+            .participant("bob@x")
+            .and_then(|p| p.nick.clone()),
+        Some("robert".into()),
+        "a nick is one nick on both faces"
+    );
+    assert_eq!(
+        condition(&t.run(&format!(
+            "<presence xmlns='{NS}' from='bob@x/b' to='{ROOM}/alice'/>"
+        ))),
+        "conflict"
+    );
+    let leave = t.run(&format!(
+        "<presence xmlns='{NS}' type='unavailable' from='bob@x/b' to='{ROOM}/robert'/>"
+    ));
+    let s = sent(&leave.outcome);
+    assert_eq!(codes(to_whom(&s, "bob@x/b")[0]), ["110"]);
+    assert_eq!(
+        to_whom(&s, "alice@x/a")[0].attr("type"),
+        Some("unavailable")
+    );
+    assert_eq!(
+        condition(&ping(&mut t, "bob@x/b", "robert")),
+        "not-acceptable"
+    );
+}
+
+#[test]
+fn history_is_the_archive_seen_from_the_room_within_its_limits() {
+    let t = T::new();
+    let h = History {
+        to: "alice@x/a".into(),
+        max: 20,
+        since_us: None,
+        maxchars: Some(700),
+        subject: Element::bare("message", NS),
+    };
+    let row = |i: usize| mam_store::ArchiveRow {
+        id: format!("a{i}"),
+        ts: 1_000_000 * i as i64,
+        sender: "bob@x".into(),
+        stanza: format!(
+            "<message xmlns='jabber:client' from='{CHAN}/p1' type='groupchat' id='a{i}'><body>message {i}</body>\
+             <mix xmlns='{NS_CORE}'><nick>bob</nick><jid>bob@x</jid></mix></message>"
+        ),
+        retracted: i == 2,
+    };
+    let page = mam_store::ArchivePage {
+        rows: (0..5).map(row).collect(),
+        complete: true,
+    };
+    let sent = t.room.history(&h, &page);
+    assert!(
+        !sent.is_empty() && sent.len() < 4,
+        "maxchars keeps the newest whole stanzas"
+    );
+    let last = sent.last().expect("newest");
+    assert_eq!(last.attr("from"), Some("coven@muc.x/bob"));
+    assert_eq!(last.attr("to"), Some("alice@x/a"));
+    assert_eq!(
+        last.get_child("body", NS).map(|b| b.text()),
+        Some("message 4".into())
+    );
+    assert_eq!(
+        last.get_child("delay", NS_DELAY)
+            .and_then(|d| d.attr("from")),
+        Some(ROOM)
+    );
+    assert!(
+        sent.iter()
+            .all(|m| m.get_child("body", NS).map(|b| b.text()) != Some("message 2".into())),
+        "retracted messages are not replayed"
+    );
+}
