@@ -172,12 +172,24 @@ impl Room {
         let target = self.bare_of_nick(nick).unwrap_or_default();
         let mut out = Outcome::default();
         match role {
-            "none" => {
-                let Some(o) = self.occupant(&target).cloned() else {
-                    return Err(not_allowed("only MUC occupants can be kicked"));
-                };
-                self.remove_occupant(&o, &["307"], reason, actor, ctx, &mut out);
-            }
+            "none" => match self.occupant(&target).cloned() {
+                Some(o) => self.remove_occupant(&o, &["307"], reason, actor, ctx, &mut out),
+                None => {
+                    // A MIX participant shown as an occupant: its clients leave the channel's
+                    // presence; it stays a participant (MM-06: no MIX kick).
+                    let o = Occupant {
+                        nick: nick.to_owned(),
+                        bare: target.clone(),
+                        sessions: Default::default(),
+                        through_muc: false,
+                    };
+                    let mut gone = self.channel.drop_presence(&target, ctx);
+                    gone.events.clear();
+                    merge(&mut out, gone);
+                    self.forget_mix_occupant(&target);
+                    self.remove_occupant(&o, &["307"], reason, actor, ctx, &mut out);
+                }
+            },
             "visitor" => {
                 self.settings.voiced.remove(&target);
                 self.settings.voiceless.insert(target.clone());

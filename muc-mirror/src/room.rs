@@ -245,6 +245,10 @@ impl Room {
         self.occupants.get(bare)
     }
 
+    pub(crate) fn forget_mix_occupant(&mut self, bare: &str) {
+        self.mix_nicks.remove(bare);
+    }
+
     pub(crate) fn forget_occupant(&mut self, bare: &str) {
         self.occupants.remove(bare);
     }
@@ -319,6 +323,42 @@ impl Room {
         all
     }
 
+    /// How many are in the room (both faces), without listing them.
+    pub(crate) fn occupant_count(&self) -> usize {
+        self.occupants.len()
+            + self
+                .mix_nicks
+                .keys()
+                .filter(|b| !self.occupants.contains_key(*b))
+                .count()
+    }
+
+    /// Those whose presence a newcomer receives: everyone, or where only moderators' presence
+    /// is broadcast, just the moderators (found from the channel's owners and admins, so a
+    /// join into a 10,000-occupant room does not walk the other 9,999).
+    fn shown_to_newcomers(&self) -> Vec<(String, String)> {
+        let only_moderators = self
+            .settings
+            .presence_broadcast
+            .iter()
+            .all(|r| r == "moderator");
+        if !only_moderators {
+            return self.everyone();
+        }
+        let cfg = self.channel.config();
+        cfg.owners
+            .iter()
+            .chain(cfg.admins.iter())
+            .filter_map(|b| {
+                self.occupants
+                    .get(b)
+                    .map(|o| o.nick.clone())
+                    .or_else(|| self.mix_nicks.get(b).cloned())
+                    .map(|n| (b.clone(), n))
+            })
+            .collect()
+    }
+
     /// Every MUC client's full JID (where room traffic goes).
     pub(crate) fn audience(&self) -> Vec<String> {
         self.occupants
@@ -340,6 +380,12 @@ impl Room {
             target.extend(o.sessions.keys().cloned());
         }
         (mods, rest)
+    }
+
+    /// Whether `bare`'s presence goes to the other occupants (presencebroadcast).
+    fn broadcasts(&self, bare: &str) -> bool {
+        let role = self.role(bare);
+        self.settings.presence_broadcast.iter().any(|r| r == role)
     }
 
     pub(crate) fn is_moderator(&self, bare: &str) -> bool {
@@ -379,7 +425,7 @@ impl Room {
     }
 
     fn occupant_id(&self, bare: &str) -> Option<String> {
-        self.channel.participant(bare).map(|p| p.id.clone())
+        self.channel.stable_id_of(bare).map(str::to_owned)
     }
 
     fn nick_jid(&self, nick: &str) -> String {
@@ -445,6 +491,12 @@ impl Room {
             unavailable,
             codes,
         } = a;
+        // `muc#roomconfig_presencebroadcast`: the presence of other roles stays with their
+        // owners (what keeps joins linear in very large rooms). Removals (kick, ban, nick
+        // changes) are still told, or the others would keep a ghost.
+        if !self.broadcasts(bare) && codes.is_empty() {
+            return;
+        }
         let with_codes = |mut p: Element| {
             if !codes.is_empty()
                 && let Some(x) = p.get_child_mut("x", NS_MUC_USER)
@@ -590,7 +642,7 @@ impl Room {
         if let Some(max) = self.settings.max_users
             && !staff
             && !self.occupants.contains_key(&bare)
-            && self.everyone().len() >= max
+            && self.occupant_count() >= max
         {
             // XEP-0045 §7.2.9: full (admins and owners may still enter).
             return muc_error(
@@ -636,8 +688,8 @@ impl Room {
         out.sends.extend(mixed.sends);
         // (1) everyone already in, to the newcomer (MUC-ENT-03).
         let is_mod = self.is_moderator(&bare);
-        for (other, other_nick) in self.everyone() {
-            if other == bare {
+        for (other, other_nick) in self.shown_to_newcomers() {
+            if other == bare || !self.broadcasts(&other) {
                 continue;
             }
             let (source, other_full) = match self.occupants.get(&other) {
@@ -650,14 +702,10 @@ impl Room {
                         .unzip();
                     (p, f)
                 }
-                None => (
-                    None,
-                    self.channel
-                        .online()
-                        .into_iter()
-                        .find(|(b, _)| *b == other)
-                        .map(|(_, f)| f),
-                ),
+                None => match self.channel.client_of(&other) {
+                    Some((f, p)) => (Some(p), Some(f)),
+                    None => (None, None),
+                },
             };
             let p = self.occupant_presence(
                 &other,
@@ -981,6 +1029,10 @@ impl Room {
                         set_attr(&mut m, "id", id);
                     }
                     m.append_child(text_elem("subject", NS_STANZA, &subject.text()));
+                    if let Some(id) = self.occupant_id(&occupant.bare) {
+                        // XEP-0421 §4: on every message the room sends for an occupant.
+                        m.append_child(elem("occupant-id", NS_OCCUPANT_ID, &[("id", &id)]));
+                    }
                     let to = self.audience();
                     out.sends.push(Send::Fanout { stanza: m, to });
                     out.into()
@@ -1014,7 +1066,17 @@ impl Room {
         if st.attr("type") == Some("groupchat") {
             return muc_error(st, bad("a private message is not groupchat"));
         }
-        let Some(sender) = self.occupant_of(from).cloned() else {
+        // A MUC occupant, or a MIX participant shown as one (it has presence here).
+        let sender = self.occupant_of(from).cloned().or_else(|| {
+            let bare = from.to_bare().to_string();
+            self.mix_nicks.get(&bare).map(|nick| Occupant {
+                nick: nick.clone(),
+                bare: bare.clone(),
+                sessions: BTreeMap::new(),
+                through_muc: false,
+            })
+        });
+        let Some(sender) = sender else {
             return muc_error(
                 st,
                 error(
@@ -1176,25 +1238,43 @@ impl Room {
                         && &old != new
                         && !self.occupants.contains_key(bare)
                     {
-                        self.broadcast_presence(
-                            Announce {
+                        // XEP-0045 §7.6: unavailable from the old nick with the new one and
+                        // 303 (the role stays), then available from the new nick.
+                        let client = self.channel.client_of(bare);
+                        let (full, source) = client
+                            .map(|(f, p)| (Some(f), Some(p)))
+                            .unwrap_or((None, None));
+                        let (mods, rest) = self.audiences();
+                        for to in mods.iter().chain(rest.iter()) {
+                            let with_jid = self.non_anonymous() || mods.contains(to);
+                            let mut p = self.occupant_presence(
                                 bare,
-                                nick: &old,
-                                source: None,
-                                full: None,
-                                unavailable: true,
-                                codes: &["303"],
-                            },
-                            &[],
-                            out,
-                        );
+                                &old,
+                                None,
+                                full.as_deref(),
+                                with_jid,
+                                true,
+                            );
+                            if let Some(item) = p
+                                .get_child_mut("x", NS_MUC_USER)
+                                .and_then(|x| x.get_child_mut("item", NS_MUC_USER))
+                            {
+                                set_attr(item, "role", self.role(bare));
+                                set_attr(item, "nick", new);
+                            }
+                            if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                                x.append_child(elem("status", NS_MUC_USER, &[("code", "303")]));
+                            }
+                            set_attr(&mut p, "to", to);
+                            out.sends.push(Send::One(p));
+                        }
                         self.mix_nicks.insert(bare.clone(), new.clone());
                         self.broadcast_presence(
                             Announce {
                                 bare,
                                 nick: new,
-                                source: None,
-                                full: None,
+                                source: source.as_ref(),
+                                full: full.as_deref(),
                                 unavailable: false,
                                 codes: &[],
                             },
@@ -1451,7 +1531,7 @@ impl Room {
         ));
         x.append_child(field(
             "muc#roominfo_occupants",
-            &self.everyone().len().to_string(),
+            &self.occupant_count().to_string(),
         ));
         x.append_child(field(
             "muc#roomconfig_roomname",

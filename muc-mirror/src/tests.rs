@@ -546,3 +546,29 @@ fn history_is_the_archive_seen_from_the_room_within_its_limits() {
         "retracted messages are not replayed"
     );
 }
+
+#[test]
+fn presence_broadcast_keeps_unlisted_roles_to_themselves() {
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_presencebroadcast", "moderator")]);
+    t.enter("owner@x/o", "owner");
+    let out = t.enter("alice@x/a", "alice");
+    let s = sent(&out.outcome);
+    assert!(
+        to_whom(&s, "owner@x/o").is_empty(),
+        "a participant's entry is not broadcast"
+    );
+    let to_alice = to_whom(&s, "alice@x/a");
+    assert_eq!(
+        to_alice[0].attr("from"),
+        Some("coven@muc.x/owner"),
+        "moderators are"
+    );
+    assert_eq!(codes(to_alice[1]), ["110", "100"]);
+    let out = t.enter("bob@x/b", "bob");
+    assert_eq!(
+        to_whom(&sent(&out.outcome), "bob@x/b").len(),
+        2,
+        "bob sees the owner and himself, not alice"
+    );
+}

@@ -36,6 +36,13 @@ struct Args {
     /// latencies measure the queue behind the whole burst).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Join and talk through the MUC mirror (XEP-0045 presence and groupchat) instead of MIX.
+    #[arg(long)]
+    muc: bool,
+    /// With --muc: the roles whose presence is broadcast (muc#roomconfig_presencebroadcast),
+    /// e.g. "moderator" for very large rooms.
+    #[arg(long, default_value = "moderator participant visitor")]
+    broadcast: String,
 }
 
 /// CPU seconds (user + system) the process has used, from /proc (Linux).
@@ -169,7 +176,7 @@ async fn main() -> Result<()> {
         .with_context(|| format!("starting {}", args.mixd))?;
     let (a, da) = accept(&listener).await?;
     let (b, _db) = accept(&listener).await?;
-    let (mut mix, _muc) = if da == MIX { (a, b) } else { (b, a) };
+    let (mut mix, mut muc) = if da == MIX { (a, b) } else { (b, a) };
 
     mix.write_all(
         format!(
@@ -183,15 +190,43 @@ async fn main() -> Result<()> {
         .await
         .or_else(|_| Ok::<_, anyhow::Error>(()))?;
 
+    if args.muc {
+        let roles: String = args
+            .broadcast
+            .split_whitespace()
+            .map(|r| format!("<value>{r}</value>"))
+            .collect();
+        muc.write_all(
+            format!(
+                "<iq type='set' id='cfg' from='owner@load/o' to='bench@{MUC}'>\
+                 <query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+                 <field var='muc#roomconfig_presencebroadcast'>{roles}</field></x></query></iq>"
+            )
+            .as_bytes(),
+        )
+        .await?;
+        wait_for(&mut muc, "id='cfg'", 1).await?;
+    }
     let t = Instant::now();
     let mut joins = String::new();
     for i in 0..n {
-        joins.push_str(&format!(
-            "<iq type='set' id='j{i}' from='u{i}@load' to='bench@{MIX}'><join xmlns='urn:xmpp:mix:core:1'>\
-             <subscribe node='urn:xmpp:mix:nodes:messages'/><nick>u{i}</nick></join></iq>"
-        ));
+        if args.muc {
+            joins.push_str(&format!(
+                "<presence from='u{i}@load/r' to='bench@{MUC}/u{i}'>\
+                 <x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"
+            ));
+        } else {
+            joins.push_str(&format!(
+                "<iq type='set' id='j{i}' from='u{i}@load' to='bench@{MIX}'><join xmlns='urn:xmpp:mix:core:1'>\
+                 <subscribe node='urn:xmpp:mix:nodes:messages'/><nick>u{i}</nick></join></iq>"
+            ));
+        }
     }
-    let (mut rd, wr) = mix.into_split();
+    // Joins and messages go through the face under test.
+    let link = if args.muc { muc } else { mix };
+    let joined_marker = if args.muc { "<subject" } else { "<join " };
+    let (mut rd, wr) = link.into_split();
     let mut wr = BufWriter::new(wr);
     wr.write_all(joins.as_bytes()).await?;
     wr.flush().await?;
@@ -205,10 +240,16 @@ async fn main() -> Result<()> {
             bail!("mixd closed the stream during joins");
         }
         carry.push_str(&String::from_utf8_lossy(&chunk[..k]));
-        joined += carry.matches("<join ").count();
+        // MUC: the subject ends each entry (XEP-0045 §7.2.2 order).
+        joined += carry.matches(joined_marker).count();
         carry = tail(&carry, 8);
     }
     eprintln!("{n} participants joined in {:.2?}", t.elapsed());
+    let to_room = if args.muc {
+        format!("bench@{MUC}")
+    } else {
+        format!("bench@{MIX}")
+    };
 
     let total = args.messages;
     let expected = total * n;
@@ -229,7 +270,7 @@ async fn main() -> Result<()> {
             let s = i % m;
             let sent = start.elapsed().as_nanos();
             let msg = format!(
-                "<message type='groupchat' id='m{i}' from='u{s}@load/r' to='bench@{MIX}'>\
+                "<message type='groupchat' id='m{i}' from='u{s}@load/r' to='{to_room}'>\
                  <body>load message {i} with some text to make it typical in size</body>\
                  <origin-id xmlns='urn:xmpp:sid:0' id='t{sent}'/></message>"
             );
@@ -242,7 +283,14 @@ async fn main() -> Result<()> {
     // Count deliveries; take latency from the copies for the probe participant u0. Byte
     // searches only: the tool must stay cheaper than what it measures.
     let end_tag = memchr::memmem::Finder::new(b"</message>");
-    let probe = memchr::memmem::Finder::new(b"to='u0@load'");
+    // The probe participant: its bare JID (MIX, joined through its server) or its client
+    // (MUC occupants are reached at their full JIDs).
+    let probe_to = if args.muc {
+        "to='u0@load/r'"
+    } else {
+        "to='u0@load'"
+    };
+    let probe = memchr::memmem::Finder::new(probe_to.as_bytes());
     let stamp = memchr::memmem::Finder::new(b"id='t");
     let mut delivered = 0usize;
     let mut latencies = Vec::with_capacity(total);

@@ -140,6 +140,31 @@ impl Channel {
             .collect()
     }
 
+    /// The newest presence of one of `bare`'s clients: (full JID, the presence as MIX
+    /// subscribers see it, with its show and status).
+    pub fn client_of(&self, bare: &str) -> Option<(String, Element)> {
+        let prefix = format!("{bare}/");
+        self.presence
+            .values()
+            .filter(|(full, _)| full.starts_with(&prefix))
+            .last()
+            .map(|(f, p)| (f.clone(), p.clone()))
+    }
+
+    /// The stable id `bare` has (or had) here: kept after leaving (XEP-0369 §5.1), so the
+    /// presence announcing a ban still carries it (XEP-0421).
+    pub fn stable_id_of(&self, bare: &str) -> Option<&str> {
+        self.ids.get(bare).map(String::as_str)
+    }
+
+    /// Take every client of `bare` out of the presence node (a MUC kick of a MIX
+    /// participant: it stays a participant, MM-06).
+    pub fn drop_presence(&mut self, bare: &str, ctx: &mut Ctx<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        self.presence_remove_all(bare, ctx, &mut out);
+        out
+    }
+
     /// The bare JID holding `nick` among the participants.
     pub fn nick_holder(&self, nick: &str) -> Option<&str> {
         self.nicks.get(&fold(nick)).map(String::as_str)
