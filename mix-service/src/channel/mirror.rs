@@ -146,8 +146,8 @@ impl Channel {
         let prefix = format!("{bare}/");
         self.presence
             .values()
-            .filter(|(full, _)| full.starts_with(&prefix))
-            .last()
+            .rev()
+            .find(|(full, _)| full.starts_with(&prefix))
             .map(|(f, p)| (f.clone(), p.clone()))
     }
 
