@@ -588,6 +588,8 @@ impl Room {
             Some("unavailable") if known => self.leave(from, &[], ctx).into(),
             // MUC-ERR: an error from a client removes it (status 333).
             Some("error") if known => self.leave(from, &["333"], ctx).into(),
+            // MUC-ENT-01: a probe is never a join; an occupant learns another's presence.
+            Some("probe") => self.probe(from, nick).into(),
             _ => RoomOutcome::default(),
         }
     }
@@ -665,6 +667,18 @@ impl Room {
                     ErrorType::Cancel,
                     DefinedCondition::NotAcceptable,
                     "your other clients use another nick in this room",
+                ),
+            )
+            .into();
+        }
+        if self.reserved_by(nick).is_some_and(|b| b != bare) {
+            // §7.10: a nick registered with the room is its registrant's.
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::Conflict,
+                    "that nick is reserved in this room",
                 ),
             )
             .into();
@@ -896,6 +910,16 @@ impl Room {
     fn change_nick(&mut self, st: &Element, from: &Jid, nick: &str, ctx: &mut Ctx<'_>) -> Outcome {
         let bare = from.to_bare().to_string();
         let old = self.occupants[&bare].nick.clone();
+        if self.reserved_by(nick).is_some_and(|b| b != bare) {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::Conflict,
+                    "that nick is reserved in this room",
+                ),
+            );
+        }
         let mut out = match self.channel.rename(&bare, nick, ctx) {
             Ok(o) => o,
             Err(e) => return muc_error(st, e),
@@ -1384,6 +1408,9 @@ impl Room {
             }
             (NS_MUC_ADMIN, "query", Set) => self.admin_set(st, payload, from, ctx).into(),
             (NS_MUC_ADMIN, "query", Get) => self.admin_get(st, payload, from).into(),
+            (crate::register::NS_REGISTER, "query", _) => {
+                self.register(st, payload, ty == Get, from, ctx).into()
+            }
             (NS_MUC_OWNER, "query", _) => self.owner(st, payload, ty == Get, from, ctx).into(),
             // XEP-0425 moderation on the room: the channel decides, the shell reads the
             // original, both faces see the outcome.
@@ -1444,6 +1471,9 @@ impl Room {
     }
 
     fn disco_info(&self, st: &Element, q: &Element, _from: &Jid) -> Outcome {
+        if q.attr("node") == Some("x-roomuser-item") {
+            return self.reserved_item(st, _from);
+        }
         if q.attr("node").is_some() {
             return muc_error(
                 st,

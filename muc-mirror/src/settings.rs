@@ -3,7 +3,7 @@
 //! presence is broadcast, who may send private messages, members of an open room). They are
 //! kept by the channel in a node no pubsub client reaches, so they survive restarts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use minidom::Element;
 use mix_service::xml::{elem, set_attr, text_elem};
@@ -35,6 +35,8 @@ pub struct Settings {
     pub voiceless: BTreeSet<String>,
     /// Members of an open room (a members-only room keeps them in its allowed node).
     pub members: BTreeSet<String>,
+    /// Nicks reserved by registration with the room (XEP-0045 §7.10), by bare JID.
+    pub reserved: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -50,6 +52,7 @@ impl Default for Settings {
             voiced: BTreeSet::new(),
             voiceless: BTreeSet::new(),
             members: BTreeSet::new(),
+            reserved: BTreeMap::new(),
         }
     }
 }
@@ -92,6 +95,11 @@ impl Settings {
                 "member" => {
                     s.members.insert(text);
                 }
+                "reserved" => {
+                    if let Some(j) = c.attr("jid") {
+                        s.reserved.insert(j.to_owned(), text);
+                    }
+                }
                 _ => {}
             }
         }
@@ -115,6 +123,11 @@ impl Settings {
         }
         if let Some(p) = &self.password {
             e.append_child(text_elem("password", NS_SETTINGS, p));
+        }
+        for (jid, nick) in &self.reserved {
+            let mut r = text_elem("reserved", NS_SETTINGS, nick);
+            set_attr(&mut r, "jid", jid);
+            e.append_child(r);
         }
         for (name, set) in [
             ("voiced", &self.voiced),
@@ -148,6 +161,7 @@ mod tests {
         s.voiced.insert("a@x".into());
         s.voiceless.insert("b@x".into());
         s.members.insert("c@x".into());
+        s.reserved.insert("d@x".into(), "dee".into());
         let e = s.to_element();
         assert_eq!(Settings::from_element(Some(&e)), s);
         assert_eq!(Settings::from_element(None), Settings::default());

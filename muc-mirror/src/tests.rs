@@ -572,3 +572,52 @@ fn presence_broadcast_keeps_unlisted_roles_to_themselves() {
         "bob sees the owner and himself, not alice"
     );
 }
+
+#[test]
+fn registering_reserves_a_nick_and_makes_a_member() {
+    let mut t = T::new();
+    t.configure(&[]);
+    let form = t.run(&format!(
+        "<iq xmlns='{NS}' type='get' id='r' from='alice@x/a' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
+    ));
+    assert!(to_string(&sent(&form.outcome)[0].0).contains("muc#register_roomnick"));
+    let register = |t: &mut T, from: &str, nick: &str| {
+        t.run(&format!(
+            "<iq xmlns='{NS}' type='set' id='r' from='{from}' to='{ROOM}'><query xmlns='jabber:iq:register'>\
+             <x xmlns='{NS_DATA}' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>\
+             <field var='muc#register_roomnick'><value>{nick}</value></field></x></query></iq>"
+        ))
+    };
+    let ok = register(&mut t, "alice@x/a", "Hecate");
+    assert_eq!(sent(&ok.outcome)[0].0.attr("type"), Some("result"));
+    assert_eq!(
+        condition(&register(&mut t, "bob@x/b", "hecate")),
+        "conflict"
+    );
+    assert_eq!(
+        condition(&t.enter("bob@x/b", "Hecate")),
+        "conflict",
+        "reserved"
+    );
+    let mine = t.run(&format!(
+        "<iq xmlns='{NS}' type='get' id='d' from='alice@x/a' to='{ROOM}'>\
+         <query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>"
+    ));
+    assert!(to_string(&sent(&mine.outcome)[0].0).contains("name='Hecate'"));
+    t.enter("alice@x/a", "Hecate");
+    let out = t.enter("bob@x/b", "bob");
+    let alice = to_whom(&sent(&out.outcome), "bob@x/b")
+        .into_iter()
+        .find(|p| p.attr("from") == Some("coven@muc.x/Hecate"))
+        .cloned()
+        .expect("alice's presence");
+    assert!(to_string(&alice).contains("affiliation='member'"));
+    // A probe from an occupant gets the other's presence.
+    let probe = t.run(&format!(
+        "<presence xmlns='{NS}' type='probe' from='bob@x/b' to='{ROOM}/Hecate'/>"
+    ));
+    assert_eq!(
+        sent(&probe.outcome)[0].0.attr("from"),
+        Some("coven@muc.x/Hecate")
+    );
+}
