@@ -22,6 +22,7 @@ pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 pub const NS_PING: &str = "urn:xmpp:ping";
+pub const FORM_REQUEST: &str = "http://jabber.org/protocol/muc#request";
 
 /// History sent on entering when the client does not ask (XEP-0045 §7.2.15 leaves it to the
 /// service; Prosody sends 20).
@@ -986,7 +987,15 @@ impl Room {
             return RoomOutcome::default();
         }
         if ty != Some("groupchat") {
-            // Mediated invitations and voice requests come with the invitations issue.
+            if let Some(form) = st.get_child("x", NS_DATA).filter(|x| {
+                x.children().any(|f| {
+                    f.attr("var") == Some("FORM_TYPE")
+                        && f.children().any(|v| v.text().trim() == FORM_REQUEST)
+                })
+            }) {
+                return self.voice_request(st, form, from, ctx).into();
+            }
+            // Mediated invitations come with the invitations issue.
             return muc_error(
                 st,
                 error(
@@ -1080,6 +1089,100 @@ impl Room {
         }
         self.show_events(&mut out);
         out.into()
+    }
+
+    /// XEP-0045 §7.13 / §8.6: a visitor asks for voice (the form goes to the moderators), or a
+    /// moderator answers such a request (voice is granted when it approves).
+    fn voice_request(
+        &mut self,
+        st: &Element,
+        form: &Element,
+        from: &Jid,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let value = |var: &str| {
+            form.children()
+                .find(|f| f.attr("var") == Some(var))
+                .and_then(|f| f.children().find(|v| v.name() == "value"))
+                .map(|v| v.text().trim().to_owned())
+        };
+        let bare = from.to_bare().to_string();
+        if let Some(allow) = value("muc#request_allow") {
+            // A moderator's answer.
+            if !self.is_moderator(&bare) {
+                return muc_error(st, error(ErrorType::Auth, DefinedCondition::Forbidden, ""));
+            }
+            let mut out = Outcome::default();
+            if matches!(allow.as_str(), "1" | "true")
+                && let Some(target) = value("muc#jid")
+                    .and_then(|j| j.parse::<Jid>().ok())
+                    .map(|j| j.to_bare().to_string())
+            {
+                self.settings.voiceless.remove(&target);
+                self.settings.voiced.insert(target.clone());
+                self.save_settings(ctx, &mut out);
+                self.announce(&target, &mut out);
+            }
+            return out;
+        }
+        let Some(occupant) = self.occupant_of(from).cloned() else {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Modify,
+                    DefinedCondition::NotAcceptable,
+                    "not an occupant",
+                ),
+            );
+        };
+        let moderators: Vec<String> = self
+            .occupants
+            .values()
+            .filter(|o| self.is_moderator(&o.bare))
+            .flat_map(|o| o.sessions.keys().cloned())
+            .collect();
+        let mut out = Outcome::default();
+        if moderators.is_empty() {
+            return out;
+        }
+        let mut x = elem("x", NS_DATA, &[("type", "form")]);
+        let field = |var: &str, ty: &str, label: &str, value: &str| {
+            let mut f = elem(
+                "field",
+                NS_DATA,
+                &[("var", var), ("type", ty), ("label", label)],
+            );
+            f.append_child(text_elem("value", NS_DATA, value));
+            f
+        };
+        x.append_child(text_elem("title", NS_DATA, "Voice request"));
+        x.append_child(field("FORM_TYPE", "hidden", "", FORM_REQUEST));
+        x.append_child(field(
+            "muc#role",
+            "list-single",
+            "Requested role",
+            "participant",
+        ));
+        x.append_child(field("muc#jid", "jid-single", "User ID", &from.to_string()));
+        x.append_child(field(
+            "muc#roomnick",
+            "text-single",
+            "Room Nickname",
+            &occupant.nick,
+        ));
+        x.append_child(field(
+            "muc#request_allow",
+            "boolean",
+            "Grant voice to this person?",
+            "false",
+        ));
+        let mut m = elem("message", NS_STANZA, &[("from", &self.jid.to_string())]);
+        m.append_child(x);
+        out.sends.push(Send::Fanout {
+            stanza: m,
+            to: moderators,
+        });
+        out
     }
 
     /// MUC-PM-01/02: a private message to `room/nick`.

@@ -621,3 +621,31 @@ fn registering_reserves_a_nick_and_makes_a_member() {
         Some("coven@muc.x/Hecate")
     );
 }
+
+#[test]
+fn a_visitor_asks_for_voice_and_a_moderator_grants_it() {
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_moderatedroom", "1")]);
+    t.enter("owner@x/o", "owner");
+    t.enter("alice@x/a", "alice");
+    let ask = t.run(&format!(
+        "<message xmlns='{NS}' from='alice@x/a' to='{ROOM}'><x xmlns='{NS_DATA}' type='submit'>\
+         <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>\
+         <field var='muc#role'><value>participant</value></field></x></message>"
+    ));
+    let s = sent(&ask.outcome);
+    let req = to_whom(&s, "owner@x/o")[0];
+    assert!(
+        to_string(req).contains("alice@x/a"),
+        "the request names the user"
+    );
+    assert!(to_whom(&s, "alice@x/a").is_empty());
+    let grant = t.run(&format!(
+        "<message xmlns='{NS}' from='owner@x/o' to='{ROOM}'><x xmlns='{NS_DATA}' type='submit'>\
+         <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>\
+         <field var='muc#jid'><value>alice@x/a</value></field>\
+         <field var='muc#request_allow'><value>true</value></field></x></message>"
+    ));
+    assert!(!grant.outcome.sends.is_empty(), "the new role is announced");
+    assert!(condition_or_none(&t.say("alice@x/a", "thanks")).is_none());
+}
