@@ -37,6 +37,8 @@ pub enum ChannelMsg {
     },
     /// The expiry sweep found the channel's 'End of Life' passed.
     Expire,
+    /// mixd is stopping: MUC occupants are told (status 332).
+    Shutdown,
 }
 
 pub fn now_us() -> i64 {
@@ -190,6 +192,10 @@ impl Channels {
 
     /// Stop taking stanzas; wait until every task has committed and sent what it holds.
     pub async fn shutdown(mut self) {
+        for actor in self.actors.values() {
+            // A full inbox at shutdown is not waited for: the notice is a courtesy.
+            let _ = actor.tx.try_send(ChannelMsg::Shutdown);
+        }
         self.actors.clear();
         while self.tasks.join_next().await.is_some() {}
     }
@@ -252,7 +258,9 @@ impl Task {
     ) {
         let st = match msg {
             ChannelMsg::Stanza(st) | ChannelMsg::Destroy(st) => st,
-            ChannelMsg::NickRegistered { .. } | ChannelMsg::Expire => return,
+            ChannelMsg::NickRegistered { .. } | ChannelMsg::Expire | ChannelMsg::Shutdown => {
+                return;
+            }
         };
         if let Some(reply) = error_reply(st, error(ty, condition, text)) {
             self.send_el(&reply).await;
@@ -372,6 +380,7 @@ impl Task {
                             let out = room.channel.expire(ctx.now_us);
                             room.after(out)
                         }
+                        ChannelMsg::Shutdown => room.shutdown(),
                     };
                     outcomes.push((out, msg));
                 }

@@ -158,6 +158,25 @@ impl Room {
         out.into()
     }
 
+    /// The service is going away (XEP-0045 §9.6 of the codes: 332): every MUC occupant is
+    /// told it is out of the room. MIX participants stay participants.
+    pub fn shutdown(&mut self) -> RoomOutcome {
+        let mut out = Outcome::default();
+        for o in std::mem::take(&mut self.occupants).into_values() {
+            for full in o.sessions.keys() {
+                let mut p = self.occupant_presence(&o.bare, &o.nick, None, Some(full), true, true);
+                set_attr(&mut p, "to", full);
+                if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                    for c in ["110", "332"] {
+                        x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+                    }
+                }
+                out.sends.push(Send::One(p));
+            }
+        }
+        out.into()
+    }
+
     /// Nothing ephemeral held by either face: no MUC occupant, and the channel idle too.
     pub fn is_idle(&mut self, now_us: i64) -> bool {
         self.occupants.is_empty() && self.channel.is_idle(now_us)

@@ -649,3 +649,18 @@ fn a_visitor_asks_for_voice_and_a_moderator_grants_it() {
     assert!(!grant.outcome.sends.is_empty(), "the new role is announced");
     assert!(condition_or_none(&t.say("alice@x/a", "thanks")).is_none());
 }
+
+#[test]
+fn a_service_shutdown_tells_every_occupant() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("alice@x/a", "alice");
+    t.enter("alice@x/phone", "alice");
+    let out = t.room.shutdown();
+    let s = sent(&out.outcome);
+    for full in ["alice@x/a", "alice@x/phone"] {
+        let p = to_whom(&s, full)[0];
+        assert_eq!(p.attr("type"), Some("unavailable"));
+        assert_eq!(codes(p), ["110", "332"]);
+    }
+}
