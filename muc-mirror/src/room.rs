@@ -222,6 +222,9 @@ impl Room {
         let to = st.attr("to").and_then(|t| t.parse::<Jid>().ok());
         let muc = to.as_ref().is_some_and(|t| t.domain() == self.jid.domain());
         if !muc {
+            if let Some(out) = self.mix_private_to_occupant(st) {
+                return out.into();
+            }
             let mut out = self.channel.handle(st, ctx);
             self.show_events(&mut out);
             return out.into();
@@ -1202,6 +1205,36 @@ impl Room {
             to: moderators,
         });
         out
+    }
+
+    /// A MIX participant's private message (XEP-0404 §6) to a MUC occupant: the occupant's
+    /// client speaks MUC, so it arrives as a MUC private message from `room/nick`, where the
+    /// answer can go.
+    fn mix_private_to_occupant(&self, st: &Element) -> Option<Outcome> {
+        if st.name() != "message" || matches!(st.attr("type"), Some("groupchat" | "error")) {
+            return None;
+        }
+        let to = st.attr("to")?.parse::<Jid>().ok()?;
+        let id = to.node()?.as_str().split_once('#')?.0.to_owned();
+        let target = self.channel.bare_of_id(&id)?.to_owned();
+        let occupant = self.occupants.get(&target)?;
+        let from = st.attr("from")?.parse::<Jid>().ok()?;
+        let sender = self
+            .channel
+            .participant(&from.to_bare().to_string())
+            .and_then(|p| p.nick.clone())?;
+        if !self.channel.config().private_messages {
+            return None;
+        }
+        let mut pm = filtered(st, |c| !c.is("x", NS_MUC_USER));
+        set_attr(&mut pm, "from", &self.nick_jid(&sender));
+        pm.append_child(Element::bare("x", NS_MUC_USER));
+        let mut out = Outcome::default();
+        out.sends.push(Send::Fanout {
+            stanza: pm,
+            to: occupant.sessions.keys().cloned().collect(),
+        });
+        Some(out)
     }
 
     /// MUC-PM-01/02: a private message to `room/nick`.

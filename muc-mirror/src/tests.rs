@@ -664,3 +664,28 @@ fn a_service_shutdown_tells_every_occupant() {
         assert_eq!(codes(p), ["110", "332"]);
     }
 }
+
+#[test]
+fn a_mix_private_message_reaches_a_muc_occupant_from_the_room() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("alice@x/a", "alice");
+    t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='j' from='bob@x/b' to='{CHAN}'><join xmlns='{NS_CORE}'>\
+         <subscribe node='{NODE_MESSAGES}'/><nick>bob</nick></join></iq>"
+    ));
+    let alice_id = t
+        .room
+        .channel
+        .participant("alice@x")
+        .expect("alice")
+        .id
+        .clone();
+    let out = t.run(&format!(
+        "<message xmlns='{NS}' type='chat' id='pm' from='bob@x/b' to='{alice_id}#{CHAN}'><body>hi</body></message>"
+    ));
+    let s = sent(&out.outcome);
+    let got = to_whom(&s, "alice@x/a")[0];
+    assert_eq!(got.attr("from"), Some("coven@muc.x/bob"));
+    assert!(got.get_child("x", NS_MUC_USER).is_some());
+}

@@ -165,6 +165,11 @@ impl Channel {
         out
     }
 
+    /// The bare JID of the participant with this stable id.
+    pub fn bare_of_id(&self, id: &str) -> Option<&str> {
+        self.by_id.get(id).map(String::as_str)
+    }
+
     /// The bare JID holding `nick` among the participants.
     pub fn nick_holder(&self, nick: &str) -> Option<&str> {
         self.nicks.get(&fold(nick)).map(String::as_str)
