@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod disco;
+mod invite;
 mod register;
 pub mod room;
 pub mod settings;

@@ -1017,6 +1017,13 @@ impl Room {
             }) {
                 return self.voice_request(st, form, from, ctx).into();
             }
+            if let Some(x) = st.get_child("x", NS_MUC_USER).filter(|x| {
+                x.children()
+                    .any(|c| c.is("invite", NS_MUC_USER) || c.is("decline", NS_MUC_USER))
+            }) {
+                let x = x.clone();
+                return self.invitations(st, &x, from, ctx).into();
+            }
             // Mediated invitations come with the invitations issue.
             return muc_error(
                 st,

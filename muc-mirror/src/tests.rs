@@ -689,3 +689,54 @@ fn a_mix_private_message_reaches_a_muc_occupant_from_the_room() {
     assert_eq!(got.attr("from"), Some("coven@muc.x/bob"));
     assert!(got.get_child("x", NS_MUC_USER).is_some());
 }
+
+#[test]
+fn mediated_invitations_reach_the_invitee_and_make_members_of_members_only_rooms() {
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_membersonly", "1")]);
+    t.enter("owner@x/o", "owner");
+    let out = t.run(&format!(
+        "<message xmlns='{NS}' id='inv1' from='owner@x/o' to='{ROOM}'><x xmlns='{NS_MUC_USER}'>\
+         <invite to='juliet@x'><reason>join us</reason></invite></x></message>"
+    ));
+    let m = sent(&out.outcome)
+        .into_iter()
+        .find(|(_, to)| to == &["juliet@x".to_owned()])
+        .map(|(e, _)| e)
+        .expect("the invitation");
+    assert_eq!(m.attr("from"), Some(ROOM));
+    assert_eq!(m.attr("id"), Some("inv1"));
+    let inv = m
+        .get_child("x", NS_MUC_USER)
+        .and_then(|x| x.get_child("invite", NS_MUC_USER))
+        .expect("invite");
+    assert_eq!(inv.attr("from"), Some("coven@muc.x/owner"));
+    assert_eq!(
+        m.get_child("body", NS).map(|b| b.text()),
+        Some("coven@muc.x/owner invited you to the room coven@muc.x".into())
+    );
+    assert_eq!(
+        m.get_child("x", "jabber:x:conference")
+            .and_then(|x| x.attr("jid")),
+        Some(ROOM)
+    );
+    assert!(
+        t.room.channel.allowed().contains(&"juliet@x".to_owned()),
+        "now a member"
+    );
+    assert!(condition_or_none(&t.enter("juliet@x/j", "juliet")).is_none());
+    // Without allowinvites, a plain member may not invite in a members-only room.
+    let refused = t.run(&format!(
+        "<message xmlns='{NS}' from='juliet@x/j' to='{ROOM}'><x xmlns='{NS_MUC_USER}'>\
+         <invite to='mallory@x'/></x></message>"
+    ));
+    assert_eq!(condition(&refused), "forbidden");
+    // A decline is relayed to the inviter.
+    let decline = t.run(&format!(
+        "<message xmlns='{NS}' from='romeo@x/r' to='{ROOM}'><x xmlns='{NS_MUC_USER}'>\
+         <decline to='owner@x'><reason>busy</reason></decline></x></message>"
+    ));
+    let d = &sent(&decline.outcome)[0].0;
+    assert_eq!(d.attr("to"), Some("owner@x"));
+    assert!(to_string(d).contains("from='romeo@x'"));
+}
