@@ -122,7 +122,12 @@ impl Router {
         // channels (XEP-0403 unavailable presence), so the service and channels filter further.
         let answer = matches!(st.attr("type"), Some("error"))
             || (st.name() == "iq" && st.attr("type") == Some("result"));
-        if answer && !(matches!(st.name(), "iq" | "message") && to_encoded_jid(&st)) {
+        // Bounces of what a room sent come back to the room (a client gone: status 333).
+        let to_room = st
+            .attr("to")
+            .and_then(|t| t.parse::<Jid>().ok())
+            .is_some_and(|t| t.domain() == self.domains.muc.domain() && t.node().is_some());
+        if answer && !to_room && !(matches!(st.name(), "iq" | "message") && to_encoded_jid(&st)) {
             return;
         }
         let kind = st.name();

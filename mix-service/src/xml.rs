@@ -26,6 +26,8 @@ pub const NS_FASTEN: &str = "urn:xmpp:fasten:0";
 pub const NS_RETRACT0: &str = "urn:xmpp:message-retract:0";
 pub const NS_MODERATE0: &str = "urn:xmpp:message-moderate:0";
 pub const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+/// An attribute of archived messages: the id their sender gave (kept for the MUC face).
+pub const CLIENT_ID_ATTR: &str = "mixd-client-id";
 
 pub const NODE_MESSAGES: &str = "urn:xmpp:mix:nodes:messages";
 pub const NODE_PARTICIPANTS: &str = "urn:xmpp:mix:nodes:participants";

@@ -194,13 +194,13 @@ impl Room {
                 self.settings.voiced.remove(&target);
                 self.settings.voiceless.insert(target.clone());
                 self.save_settings(ctx, &mut out);
-                self.announce(&target, &mut out);
+                self.announce_change(&target, actor, reason, &mut out);
             }
             "participant" => {
                 self.settings.voiceless.remove(&target);
                 self.settings.voiced.insert(target.clone());
                 self.save_settings(ctx, &mut out);
-                self.announce(&target, &mut out);
+                self.announce_change(&target, actor, reason, &mut out);
             }
             _ => {
                 // Moderation comes with the admin affiliation here (owners and admins are
@@ -227,8 +227,14 @@ impl Room {
             .map(|j| j.to_bare().to_string())
             .unwrap_or_default();
         let mut out = Outcome::default();
-        let before = self.affiliation(&target);
         if aff == "outcast" {
+            if let Some(r) = reason {
+                // §9.1: the reason stays with the outcast list.
+                self.settings
+                    .outcast_reasons
+                    .insert(target.clone(), r.to_owned());
+                self.save_settings(ctx, &mut out);
+            }
             let mut more = self.channel.ban(actor, &target, ctx)?;
             self.show(&mut more);
             merge(&mut out, more);
@@ -266,16 +272,103 @@ impl Room {
         } else if self.settings.members.remove(&target) {
             self.save_settings(ctx, &mut out);
         }
+        if aff != "outcast" {
+            self.settings.outcast_reasons.remove(&target);
+        }
         // §9.4/§9.6: losing membership of a members-only room takes the user out (321).
         if self.channel.members_only()
             && rank(aff) < rank("member")
             && let Some(o) = self.occupant(&target).cloned()
         {
             self.remove_occupant(&o, &["321"], reason, actor, ctx, &mut out);
-        } else if before != self.affiliation(&target) {
-            self.announce(&target, &mut out);
+        } else if self.everyone().iter().any(|(b, _)| b == &target) {
+            // §9.3 / §10.6: a present user's new affiliation is announced in its presence
+            // (110 to itself), with the actor.
+            self.announce_change(&target, actor, reason, &mut out);
+        } else {
+            // §5.2.2: an absent user's change is told to the occupants in a message.
+            let to = self.audience();
+            if !to.is_empty() {
+                let mut m = elem(
+                    "message",
+                    mix_service::stanza::NS_STANZA,
+                    &[("from", &self.jid.to_string())],
+                );
+                let mut x = Element::bare("x", NS_MUC_USER);
+                let mut item = elem(
+                    "item",
+                    NS_MUC_USER,
+                    &[("jid", &target), ("affiliation", self.affiliation(&target))],
+                );
+                if let Some(r) = reason {
+                    item.append_child(text_elem("reason", NS_MUC_USER, r));
+                }
+                x.append_child(item);
+                m.append_child(x);
+                out.sends.push(Send::Fanout { stanza: m, to });
+            }
         }
         Ok(out)
+    }
+
+    /// A present user's presence again after its affiliation or role changed: to everyone,
+    /// with the actor and reason in the item, and 110 for its own clients.
+    fn announce_change(&self, target: &str, actor: &str, reason: Option<&str>, out: &mut Outcome) {
+        let Some(nick) = self
+            .everyone()
+            .into_iter()
+            .find(|(b, _)| b == target)
+            .map(|(_, n)| n)
+        else {
+            return;
+        };
+        let actor_nick = self.occupant(actor).map(|o| o.nick.clone());
+        let (source, full, own): (Option<Element>, Option<String>, Vec<String>) =
+            match self.occupant(target) {
+                Some(o) => {
+                    let last = o.sessions.iter().next_back();
+                    (
+                        last.map(|(_, p)| p.clone()),
+                        last.map(|(f, _)| f.clone()),
+                        o.sessions.keys().cloned().collect(),
+                    )
+                }
+                None => match self.channel.client_of(target) {
+                    Some((f, p)) => (Some(p), Some(f), Vec::new()),
+                    None => (None, None, Vec::new()),
+                },
+            };
+        let mods: Vec<String> = self
+            .audience()
+            .into_iter()
+            .filter(|f| f.split('/').next().is_some_and(|b| self.is_moderator(b)))
+            .collect();
+        for to in self.audience() {
+            let with_jid = self.non_anonymous() || mods.contains(&to);
+            let mut p = self.occupant_presence(
+                target,
+                &nick,
+                source.as_ref(),
+                full.as_deref(),
+                with_jid,
+                false,
+            );
+            if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                if let Some(item) = x.get_child_mut("item", NS_MUC_USER) {
+                    if let Some(n) = &actor_nick {
+                        item.append_child(elem("actor", NS_MUC_USER, &[("nick", n)]));
+                    }
+                    if let Some(r) = reason {
+                        item.append_child(text_elem("reason", NS_MUC_USER, r));
+                    }
+                }
+                if own.contains(&to) {
+                    x.append_child(elem("status", NS_MUC_USER, &[("code", "110")]));
+                }
+            }
+            set_attr(&mut p, "to", &to);
+            out.sends.push(Send::One(p));
+        }
     }
 
     /// Take an occupant out with these status codes (307 kick, 321 membership, ...).
@@ -369,7 +462,7 @@ impl Room {
         // for admins and owners (moderators for role lists).
         let allowed = match (attr, value) {
             ("role", _) => self.is_moderator(&actor),
-            (_, "member") => {
+            (_, "member" | "owner") => {
                 rank(self.affiliation(&actor)) >= rank("admin")
                     || (self.non_anonymous() && rank(self.affiliation(&actor)) >= rank("member"))
             }
@@ -382,6 +475,11 @@ impl Room {
         for j in list {
             let mut i = elem("item", NS_MUC_ADMIN, &[("jid", &j)]);
             set_attr(&mut i, "affiliation", self.affiliation(&j));
+            if value == "outcast"
+                && let Some(r) = self.settings.outcast_reasons.get(&j)
+            {
+                i.append_child(text_elem("reason", NS_MUC_ADMIN, r));
+            }
             if attr == "role" {
                 set_attr(&mut i, "role", value);
             }
@@ -456,6 +554,11 @@ impl Room {
         }
         out.events
             .retain(|e| !matches!(e, mix_service::channel::ChannelEvent::Destroyed));
+        // §10.9: the occupants hear of it, then the owner gets the IQ result.
+        if !out.sends.is_empty() {
+            let result = out.sends.remove(0);
+            out.sends.push(result);
+        }
         out
     }
 

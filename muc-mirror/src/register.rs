@@ -180,13 +180,26 @@ impl Room {
         Outcome::reply(iq_result(st, Some(query)))
     }
 
-    /// A presence probe to `room/nick` from an occupant: that occupant's presence back.
-    pub(crate) fn probe(&self, from: &Jid, nick: &str) -> Outcome {
+    /// A presence probe to `room/nick` from an occupant: that occupant's presence back; for a
+    /// member who is not in, its affiliation in an unavailable presence.
+    pub(crate) fn probe(&self, st: &Element, from: &Jid, nick: &str) -> Outcome {
         let mut out = Outcome::default();
         if self.occupant_of(from).is_none() {
-            return out;
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::NotAcceptable,
+                    "only occupants probe occupants",
+                ),
+            );
         }
         let Some((bare, _)) = self.everyone().into_iter().find(|(_, n)| n == nick) else {
+            if let Some(bare) = self.reserved_by(nick) {
+                let mut p = self.occupant_presence(bare, nick, None, None, false, true);
+                set_attr(&mut p, "to", &from.to_string());
+                out.sends.push(Send::One(p));
+            }
             return out;
         };
         let (source, full) = match self.occupant(&bare) {

@@ -239,6 +239,19 @@ impl Room {
         match (st.name(), nick) {
             ("presence", Some(nick)) => self.presence(st, &from, &nick, ctx),
             ("presence", None) => {
+                // Unavailable (or an error) to the room's bare JID from a client in it:
+                // it leaves all the same.
+                if matches!(st.attr("type"), Some("unavailable") | Some("error"))
+                    && self.occupant_of(&from).is_some()
+                {
+                    let codes: &[&str] = if st.attr("type") == Some("error") {
+                        &["333"]
+                    } else {
+                        &[]
+                    };
+                    let said = (codes.is_empty()).then_some(st);
+                    return self.leave(&from, codes, said, ctx).into();
+                }
                 if st.attr("type").is_none() && st.has_child("x", NS_MUC) {
                     // XEP-0045 §7.2.1: entering needs a nick.
                     muc_error(
@@ -478,11 +491,15 @@ impl Room {
             set_attr(&mut p, "type", "unavailable");
         }
         if let Some(src) = source {
-            for c in src
-                .children()
-                .filter(|c| matches!(c.name(), "show" | "status" | "priority"))
-            {
-                p.append_child(renamespace(c, &c.ns(), NS_STANZA));
+            // Extensions pass through (XEP-0045 §17.3); what the room itself sets, and the
+            // MIX presence's real JID, do not.
+            for c in src.children().filter(|c| {
+                !(c.is("x", NS_MUC)
+                    || c.is("x", NS_MUC_USER)
+                    || c.is("occupant-id", NS_OCCUPANT_ID)
+                    || c.is("mix", NS_PRESENCE))
+            }) {
+                p.append_child(renamespace(c, &src.ns(), NS_STANZA));
             }
         }
         let mut x = Element::bare("x", NS_MUC_USER);
@@ -608,11 +625,11 @@ impl Room {
                 p.append_child(x);
                 Outcome::reply(p).into()
             }
-            Some("unavailable") if known => self.leave(from, &[], ctx).into(),
+            Some("unavailable") if known => self.leave(from, &[], Some(st), ctx).into(),
             // MUC-ERR: an error from a client removes it (status 333).
-            Some("error") if known => self.leave(from, &["333"], ctx).into(),
+            Some("error") if known => self.leave(from, &["333"], None, ctx).into(),
             // MUC-ENT-01: a probe is never a join; an occupant learns another's presence.
-            Some("probe") => self.probe(from, nick).into(),
+            Some("probe") => self.probe(st, from, nick).into(),
             _ => RoomOutcome::default(),
         }
     }
@@ -883,7 +900,14 @@ impl Room {
         out
     }
 
-    fn leave(&mut self, from: &Jid, codes: &[&str], ctx: &mut Ctx<'_>) -> Outcome {
+    /// `unavailable`: the client's own unavailable presence, whose status the others see.
+    fn leave(
+        &mut self,
+        from: &Jid,
+        codes: &[&str],
+        unavailable: Option<&Element>,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
         let bare = from.to_bare().to_string();
         let full = from.to_string();
         let mut out = self.channel.client_presence(from, None, ctx);
@@ -891,13 +915,14 @@ impl Room {
         let Some(o) = self.occupants.get_mut(&bare) else {
             return out;
         };
-        let last = o.sessions.remove(&full);
+        o.sessions.remove(&full);
         let nick = o.nick.clone();
         let gone = o.sessions.is_empty();
         let through_muc = o.through_muc;
         // The leaving client hears itself leave (110), the others hear it once the user's
         // last client is gone (XEP-0045 §7.14).
-        let mut own = self.occupant_presence(&bare, &nick, last.as_ref(), Some(&full), true, true);
+        let said = unavailable.cloned();
+        let mut own = self.occupant_presence(&bare, &nick, said.as_ref(), Some(&full), true, true);
         set_attr(&mut own, "to", &full);
         if let Some(x) = own.get_child_mut("x", NS_MUC_USER) {
             for c in std::iter::once(&"110").chain(codes) {
@@ -911,7 +936,7 @@ impl Room {
                 Announce {
                     bare: &bare,
                     nick: &nick,
-                    source: None,
+                    source: said.as_ref(),
                     full: Some(&full),
                     unavailable: true,
                     codes,
@@ -1006,6 +1031,10 @@ impl Room {
     fn room_message(&mut self, st: &Element, from: &Jid, ctx: &mut Ctx<'_>) -> RoomOutcome {
         let ty = st.attr("type");
         if matches!(ty, Some("error")) {
+            // XEP-0045 §18.1.2 (333): a client that bounces the room's messages is gone.
+            if self.occupant_of(from).is_some() {
+                return self.leave(from, &["333"], None, ctx).into();
+            }
             return RoomOutcome::default();
         }
         if ty != Some("groupchat") {
@@ -1059,7 +1088,11 @@ impl Room {
             )
             .into();
         }
-        let has_body = st.children().any(|c| c.name() == "body");
+        // XEP-0045 §8.1: a message with a body or a thread besides the subject is not a
+        // subject change (it is an ordinary message).
+        let has_body = st
+            .children()
+            .any(|c| c.name() == "body" || c.name() == "thread");
         if let (Some(subject), false) = (st.children().find(|c| c.name() == "subject"), has_body) {
             // XEP-0045 §8.1: a subject change (a message with a body is not one), by
             // moderators, or by anyone with voice where the room allows it.
@@ -1112,7 +1145,7 @@ impl Room {
         if let Some(id) = st.attr("id") {
             for e in &mut out.events {
                 if let ChannelEvent::Message { stanza } = e {
-                    set_attr(stanza, "muc-client-id", id);
+                    set_attr(stanza, CLIENT_ID_ATTR, id);
                 }
             }
         }
@@ -1331,7 +1364,7 @@ impl Room {
             _ => self.jid.to_string(),
         };
         let id = mix
-            .attr("muc-client-id")
+            .attr(CLIENT_ID_ATTR)
             .or(mix.attr("id"))
             .unwrap_or_default()
             .to_owned();

@@ -37,6 +37,8 @@ pub struct Settings {
     pub members: BTreeSet<String>,
     /// Nicks reserved by registration with the room (XEP-0045 §7.10), by bare JID.
     pub reserved: BTreeMap<String, String>,
+    /// Why each outcast was banned (XEP-0045 §9.1: shown in the outcast list).
+    pub outcast_reasons: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             voiceless: BTreeSet::new(),
             members: BTreeSet::new(),
             reserved: BTreeMap::new(),
+            outcast_reasons: BTreeMap::new(),
         }
     }
 }
@@ -100,6 +103,11 @@ impl Settings {
                         s.reserved.insert(j.to_owned(), text);
                     }
                 }
+                "outcast" => {
+                    if let Some(j) = c.attr("jid") {
+                        s.outcast_reasons.insert(j.to_owned(), text);
+                    }
+                }
                 _ => {}
             }
         }
@@ -124,10 +132,15 @@ impl Settings {
         if let Some(p) = &self.password {
             e.append_child(text_elem("password", NS_SETTINGS, p));
         }
-        for (jid, nick) in &self.reserved {
-            let mut r = text_elem("reserved", NS_SETTINGS, nick);
-            set_attr(&mut r, "jid", jid);
-            e.append_child(r);
+        for (name, map) in [
+            ("reserved", &self.reserved),
+            ("outcast", &self.outcast_reasons),
+        ] {
+            for (jid, text) in map {
+                let mut r = text_elem(name, NS_SETTINGS, text);
+                set_attr(&mut r, "jid", jid);
+                e.append_child(r);
+            }
         }
         for (name, set) in [
             ("voiced", &self.voiced),
@@ -162,6 +175,7 @@ mod tests {
         s.voiceless.insert("b@x".into());
         s.members.insert("c@x".into());
         s.reserved.insert("d@x".into(), "dee".into());
+        s.outcast_reasons.insert("e@x".into(), "spam".into());
         let e = s.to_element();
         assert_eq!(Settings::from_element(Some(&e)), s);
         assert_eq!(Settings::from_element(None), Settings::default());

@@ -263,7 +263,10 @@ impl Channel {
 
 /// The result messages (before) and the IQ result with `<fin/>` (last), XEP-0313 §4.2.
 pub fn results(req: &MamRequest, page: &ArchivePage) -> Vec<Element> {
-    results_with(req, page, Some)
+    results_with(req, page, |mut m| {
+        remove_attr(&mut m, CLIENT_ID_ATTR);
+        Some(m)
+    })
 }
 
 /// As [`results`], each archived stanza passed through `view` first (the MUC mirror shows

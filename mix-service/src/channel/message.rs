@@ -89,7 +89,12 @@ impl Channel {
         reflected.append_child(elem("stanza-id", NS_SID, &[("id", &id), ("by", &channel)]));
 
         let body = st.children().find(|c| c.name() == "body").map(|b| b.text());
-        let archived = renamespace(&reflected, NS_STANZA, NS_CLIENT);
+        let mut archived = renamespace(&reflected, NS_STANZA, NS_CLIENT);
+        // The sender's own id, for the MUC face (muc#stable_id: history and room MAM show the
+        // id the client sent); MIX results never show it (see `mam::results`).
+        if let Some(cid) = st.attr("id") {
+            set_attr(&mut archived, CLIENT_ID_ATTR, cid);
+        }
         let mut out = Outcome::default();
         out.writes.push(Write::Archive(ArchiveRecord {
             channel: self.name.clone(),
