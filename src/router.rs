@@ -386,8 +386,18 @@ impl Router {
         r
     }
 
-    async fn reply_error(&self, face: Face, st: &Element, err: StanzaError) {
+    async fn reply_error(&self, face: Face, st: &Element, mut err: StanzaError) {
         let condition = format!("{:?}", err.defined_condition);
+        // RFC 6120 §8.3.2: 'by' names the entity that found the error: the addressed
+        // service, room or channel (without a resource, which may be the malformed part).
+        if err.by.is_none()
+            && let Some(by) = st
+                .attr("to")
+                .and_then(|t| t.split('/').next())
+                .and_then(|t| t.parse::<Jid>().ok())
+        {
+            err.by = Some(by);
+        }
         if let Some(reply) = error_reply(st, err) {
             metrics::counter!("mixd_errors_sent_total", "condition" => condition).increment(1);
             self.send(face, &reply).await;

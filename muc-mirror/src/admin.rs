@@ -129,11 +129,9 @@ impl Room {
         if !matches!(aff, "owner" | "admin" | "member" | "none" | "outcast") {
             return Err(bad("unknown affiliation"));
         }
-        let target = item
-            .attr("jid")
-            .and_then(|j| j.parse::<Jid>().ok())
-            .map(|j| j.to_bare().to_string())
-            .ok_or_else(|| bad("an affiliation change names a JID"))?;
+        let target = self
+            .item_target(item)
+            .ok_or_else(|| bad("an affiliation change names a JID (or an occupant's nick)"))?;
         if rank(actor_aff) < rank("admin") {
             return Err(forbidden("only admins and owners change affiliations"));
         }
@@ -151,6 +149,15 @@ impl Room {
             ));
         }
         Ok(())
+    }
+
+    /// Whom an affiliation item names: its JID, or the occupant with its nick (clients such
+    /// as Prosody's own tests send only the nick).
+    fn item_target(&self, item: &Element) -> Option<String> {
+        match item.attr("jid") {
+            Some(j) => j.parse::<Jid>().ok().map(|j| j.to_bare().to_string()),
+            None => item.attr("nick").and_then(|n| self.bare_of_nick(n)),
+        }
     }
 
     fn bare_of_nick(&self, nick: &str) -> Option<String> {
@@ -221,11 +228,7 @@ impl Room {
         reason: Option<&str>,
         ctx: &mut Ctx<'_>,
     ) -> Result<Outcome, StanzaError> {
-        let target = item
-            .attr("jid")
-            .and_then(|j| j.parse::<Jid>().ok())
-            .map(|j| j.to_bare().to_string())
-            .unwrap_or_default();
+        let target = self.item_target(item).unwrap_or_default();
         let mut out = Outcome::default();
         if aff == "outcast" {
             if let Some(r) = reason {
@@ -235,9 +238,14 @@ impl Room {
                     .insert(target.clone(), r.to_owned());
                 self.save_settings(ctx, &mut out);
             }
+            let present = self.everyone().iter().any(|(b, _)| b == &target);
             let mut more = self.channel.ban(actor, &target, ctx)?;
             self.show(&mut more);
             merge(&mut out, more);
+            if !present {
+                // §9.1 / §5.2.2: the occupants learn of an absent user's ban by message.
+                self.notice(&target, &["301"], reason, &mut out);
+            }
             return Ok(out);
         }
         // Leave the lists the user is on, then join the one asked for.
@@ -287,28 +295,52 @@ impl Room {
             self.announce_change(&target, actor, reason, &mut out);
         } else {
             // §5.2.2: an absent user's change is told to the occupants in a message.
-            let to = self.audience();
-            if !to.is_empty() {
-                let mut m = elem(
-                    "message",
-                    mix_service::stanza::NS_STANZA,
-                    &[("from", &self.jid.to_string())],
-                );
-                let mut x = Element::bare("x", NS_MUC_USER);
-                let mut item = elem(
-                    "item",
-                    NS_MUC_USER,
-                    &[("jid", &target), ("affiliation", self.affiliation(&target))],
-                );
-                if let Some(r) = reason {
-                    item.append_child(text_elem("reason", NS_MUC_USER, r));
-                }
-                x.append_child(item);
-                m.append_child(x);
-                out.sends.push(Send::Fanout { stanza: m, to });
-            }
+            self.notice(&target, &[], reason, &mut out);
         }
         Ok(out)
+    }
+
+    /// An absent user's affiliation changed: a message from the room to the moderators (it
+    /// names a real JID, which only moderators see in every kind of room).
+    fn notice(&self, target: &str, codes: &[&str], reason: Option<&str>, out: &mut Outcome) {
+        let to: Vec<String> = self
+            .audience()
+            .into_iter()
+            .filter(|f| f.split('/').next().is_some_and(|b| self.is_moderator(b)))
+            .collect();
+        if to.is_empty() {
+            return;
+        }
+        let mut m = elem(
+            "message",
+            mix_service::stanza::NS_STANZA,
+            &[("from", &self.jid.to_string())],
+        );
+        let mut x = Element::bare("x", NS_MUC_USER);
+        for c in codes {
+            x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+        }
+        let mut item = elem(
+            "item",
+            NS_MUC_USER,
+            &[("jid", target), ("affiliation", self.affiliation(target))],
+        );
+        if let Some(r) = reason {
+            item.append_child(text_elem("reason", NS_MUC_USER, r));
+        }
+        x.append_child(item);
+        m.append_child(x);
+        out.sends.push(Send::Fanout { stanza: m, to });
+    }
+
+    /// The `<actor/>` of a change: its nick, and for moderators its JID.
+    fn actor_element(&self, actor: &str, with_jid: bool) -> Option<Element> {
+        let o = self.occupant(actor)?;
+        let mut a = elem("actor", NS_MUC_USER, &[("nick", &o.nick)]);
+        if with_jid && let Some(full) = o.sessions.keys().next_back() {
+            set_attr(&mut a, "jid", full);
+        }
+        Some(a)
     }
 
     /// A present user's presence again after its affiliation or role changed: to everyone,
@@ -322,7 +354,6 @@ impl Room {
         else {
             return;
         };
-        let actor_nick = self.occupant(actor).map(|o| o.nick.clone());
         let (source, full, own): (Option<Element>, Option<String>, Vec<String>) =
             match self.occupant(target) {
                 Some(o) => {
@@ -355,8 +386,8 @@ impl Room {
             );
             if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
                 if let Some(item) = x.get_child_mut("item", NS_MUC_USER) {
-                    if let Some(n) = &actor_nick {
-                        item.append_child(elem("actor", NS_MUC_USER, &[("nick", n)]));
+                    if let Some(a) = self.actor_element(actor, mods.contains(&to)) {
+                        item.append_child(a);
                     }
                     if let Some(r) = reason {
                         item.append_child(text_elem("reason", NS_MUC_USER, r));
@@ -381,12 +412,12 @@ impl Room {
         ctx: &mut Ctx<'_>,
         out: &mut Outcome,
     ) {
-        let actor_nick = self.occupant(actor).map(|o| o.nick.clone());
+        let actor_el = self.actor_element(actor, false);
         let add = |p: &mut Element, with_self: bool| {
             if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
                 if let Some(item) = x.get_child_mut("item", NS_MUC_USER) {
-                    if let Some(n) = &actor_nick {
-                        item.append_child(elem("actor", NS_MUC_USER, &[("nick", n)]));
+                    if let Some(a) = &actor_el {
+                        item.append_child(a.clone());
                     }
                     if let Some(r) = reason {
                         item.append_child(text_elem("reason", NS_MUC_USER, r));
@@ -483,8 +514,9 @@ impl Room {
             if attr == "role" {
                 set_attr(&mut i, "role", value);
             }
-            if let Some(n) = self.channel.participant(&j).and_then(|p| p.nick.clone()) {
-                set_attr(&mut i, "nick", &n);
+            // §9.5: the nick of a list item is the one reserved with the room.
+            if let Some(n) = self.reserved_nick(&j) {
+                set_attr(&mut i, "nick", n);
             }
             query.append_child(i);
         }
