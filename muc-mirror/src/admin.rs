@@ -189,6 +189,7 @@ impl Room {
                         bare: target.clone(),
                         sessions: Default::default(),
                         through_muc: false,
+                        role: None,
                     };
                     let mut gone = self.channel.drop_presence(&target, ctx);
                     gone.events.clear();
@@ -198,12 +199,14 @@ impl Room {
                 }
             },
             "visitor" => {
+                self.set_occupant_role(&target, "visitor");
                 self.settings.voiced.remove(&target);
                 self.settings.voiceless.insert(target.clone());
                 self.save_settings(ctx, &mut out);
                 self.announce_change(&target, actor, reason, &mut out);
             }
             "participant" => {
+                self.set_occupant_role(&target, "participant");
                 self.settings.voiceless.remove(&target);
                 self.settings.voiced.insert(target.clone());
                 self.save_settings(ctx, &mut out);
@@ -283,6 +286,21 @@ impl Room {
         if aff != "outcast" {
             self.settings.outcast_reasons.remove(&target);
         }
+        // §9.3: an item with a nick reserves it for the user; losing the affiliation frees it.
+        match (aff, item.attr("nick")) {
+            ("none", _) => {
+                self.settings.reserved.remove(&target);
+            }
+            (_, Some(n)) if item.attr("jid").is_some() && !n.is_empty() => {
+                self.settings.reserved.insert(target.clone(), n.to_owned());
+                self.evict_squatter(&target, n, ctx, &mut out);
+            }
+            _ => {}
+        }
+        self.save_settings(ctx, &mut out);
+        // A new affiliation gives the role it implies (a member has voice, §5.1).
+        let role = self.default_role(&target);
+        self.set_occupant_role(&target, role);
         // §9.4/§9.6: losing membership of a members-only room takes the user out (321).
         if self.channel.members_only()
             && rank(aff) < rank("member")
@@ -302,7 +320,13 @@ impl Room {
 
     /// An absent user's affiliation changed: a message from the room to the moderators (it
     /// names a real JID, which only moderators see in every kind of room).
-    fn notice(&self, target: &str, codes: &[&str], reason: Option<&str>, out: &mut Outcome) {
+    pub(crate) fn notice(
+        &self,
+        target: &str,
+        codes: &[&str],
+        reason: Option<&str>,
+        out: &mut Outcome,
+    ) {
         let to: Vec<String> = self
             .audience()
             .into_iter()
@@ -333,8 +357,14 @@ impl Room {
         out.sends.push(Send::Fanout { stanza: m, to });
     }
 
-    /// The `<actor/>` of a change: its nick, and for moderators its JID.
-    fn actor_element(&self, actor: &str, with_jid: bool) -> Option<Element> {
+    /// The `<actor/>` of a change someone made to someone else: its nick, and for
+    /// moderators its JID.
+    fn actor_element(&self, actor: &str, target: &str, with_jid: bool) -> Option<Element> {
+        // "" is the room itself (an eviction, a user's own deregistration): no actor.
+        let _ = target;
+        if actor.is_empty() {
+            return None;
+        }
         let o = self.occupant(actor)?;
         let mut a = elem("actor", NS_MUC_USER, &[("nick", &o.nick)]);
         if with_jid && let Some(full) = o.sessions.keys().next_back() {
@@ -345,7 +375,13 @@ impl Room {
 
     /// A present user's presence again after its affiliation or role changed: to everyone,
     /// with the actor and reason in the item, and 110 for its own clients.
-    fn announce_change(&self, target: &str, actor: &str, reason: Option<&str>, out: &mut Outcome) {
+    pub(crate) fn announce_change(
+        &self,
+        target: &str,
+        actor: &str,
+        reason: Option<&str>,
+        out: &mut Outcome,
+    ) {
         let Some(nick) = self
             .everyone()
             .into_iter()
@@ -386,7 +422,11 @@ impl Room {
             );
             if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
                 if let Some(item) = x.get_child_mut("item", NS_MUC_USER) {
-                    if let Some(a) = self.actor_element(actor, mods.contains(&to)) {
+                    // The actor's JID goes to moderators, unless one changed oneself.
+                    let own_act = actor == target;
+                    if let Some(a) =
+                        self.actor_element(actor, target, mods.contains(&to) && !own_act)
+                    {
                         item.append_child(a);
                     }
                     if let Some(r) = reason {
@@ -402,6 +442,33 @@ impl Room {
         }
     }
 
+    /// A nick just reserved for `owner`: whoever else is in under it leaves (307), as a
+    /// reserved nick is its registrant's alone (XEP-0045 §7.10; Prosody does the same).
+    pub(crate) fn evict_squatter(
+        &mut self,
+        owner: &str,
+        nick: &str,
+        ctx: &mut Ctx<'_>,
+        out: &mut Outcome,
+    ) {
+        let squatter = self
+            .everyone()
+            .into_iter()
+            .find(|(b, n)| b != owner && n.to_lowercase() == nick.to_lowercase())
+            .map(|(b, _)| b);
+        if let Some(o) = squatter.and_then(|b| self.occupant(&b).cloned()) {
+            // The room does this, not the admin: no <actor/>.
+            self.remove_occupant(
+                &o,
+                &["307"],
+                Some("This nickname is reserved"),
+                "",
+                ctx,
+                out,
+            );
+        }
+    }
+
     /// Take an occupant out with these status codes (307 kick, 321 membership, ...).
     pub(crate) fn remove_occupant(
         &mut self,
@@ -412,7 +479,7 @@ impl Room {
         ctx: &mut Ctx<'_>,
         out: &mut Outcome,
     ) {
-        let actor_el = self.actor_element(actor, false);
+        let actor_el = self.actor_element(actor, &target.bare, false);
         let add = |p: &mut Element, with_self: bool| {
             if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
                 if let Some(item) = x.get_child_mut("item", NS_MUC_USER) {
@@ -444,11 +511,33 @@ impl Room {
             }
         }
         self.forget_occupant(&target.bare);
-        let to = self.audience();
-        if !to.is_empty() {
-            let mut p = self.occupant_presence(&target.bare, &target.nick, None, None, false, true);
+        // The others: the real JID (and the actor's) for those who may see JIDs.
+        let full = target.sessions.keys().next_back().cloned();
+        for to in self.audience() {
+            let moderator = to.split('/').next().is_some_and(|b| self.is_moderator(b));
+            let with_jid = self.non_anonymous() || moderator;
+            let mut p = self.occupant_presence(
+                &target.bare,
+                &target.nick,
+                None,
+                full.as_deref(),
+                with_jid,
+                true,
+            );
             add(&mut p, false);
-            out.sends.push(Send::Fanout { stanza: p, to });
+            if moderator
+                && let (Some(item), Some(a)) = (
+                    p.get_child_mut("x", NS_MUC_USER)
+                        .and_then(|x| x.get_child_mut("item", NS_MUC_USER)),
+                    self.actor_element(actor, &target.bare, true),
+                )
+            {
+                if let Some(old) = item.get_child_mut("actor", NS_MUC_USER) {
+                    *old = a;
+                }
+            }
+            set_attr(&mut p, "to", &to);
+            out.sends.push(Send::One(p));
         }
         if target.through_muc && self.channel.participant(&target.bare).is_some() {
             let more = self.channel.depart(&target.bare, ctx);
@@ -503,6 +592,15 @@ impl Room {
             return muc_error(st, forbidden("you may not read that list"));
         }
         let mut query = Element::bare("query", NS_MUC_ADMIN);
+        // A user is on one list: the member list does not repeat owners and admins who are
+        // also in the allowed node (or registered with an open room).
+        let list: Vec<String> = if attr == "affiliation" {
+            list.into_iter()
+                .filter(|j| self.affiliation(j) == value)
+                .collect()
+        } else {
+            list
+        };
         for j in list {
             let mut i = elem("item", NS_MUC_ADMIN, &[("jid", &j)]);
             set_attr(&mut i, "affiliation", self.affiliation(&j));

@@ -38,6 +38,18 @@ impl Room {
         ctx: &mut Ctx<'_>,
     ) -> Outcome {
         let bare = from.to_bare().to_string();
+        // §7.10: this room does not take registrations from unaffiliated users (membership
+        // comes from an admin or an invitation); members, admins and owners reserve nicks.
+        if self.affiliation(&bare) == "none" || self.affiliation(&bare) == "outcast" {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::NotAllowed,
+                    "only members register with this room",
+                ),
+            );
+        }
         if get {
             let mut query = Element::bare("query", NS_REGISTER);
             if let Some(nick) = self.reserved_nick(&bare) {
@@ -45,11 +57,6 @@ impl Room {
                 query.append_child(Element::bare("registered", NS_REGISTER));
                 query.append_child(text_elem("username", NS_REGISTER, nick));
             } else {
-                query.append_child(text_elem(
-                    "instructions",
-                    NS_REGISTER,
-                    "Register a nick to become a member of this room.",
-                ));
                 let mut x = elem("x", NS_DATA, &[("type", "form")]);
                 let mut ft = elem(
                     "field",
@@ -64,7 +71,7 @@ impl Room {
                     &[
                         ("var", "muc#register_roomnick"),
                         ("type", "text-single"),
-                        ("label", "Nick"),
+                        ("label", "Nickname"),
                     ],
                 );
                 nick.append_child(Element::bare("required", NS_DATA));
@@ -131,8 +138,8 @@ impl Room {
             self.settings.members.insert(bare.clone());
         }
         self.save_settings(ctx, &mut out);
-        self.announce(&bare, &mut out);
-        out.sends.insert(0, Send::One(iq_result(st, None)));
+        self.announce_change(&bare, "", None, &mut out);
+        out.sends.push(Send::One(iq_result(st, None)));
         out
     }
 
@@ -147,13 +154,17 @@ impl Room {
             out.writes.extend(more.writes);
             out.sends.extend(more.sends);
             if let Some(o) = self.occupant(bare).cloned() {
-                self.remove_occupant(&o, &["321"], None, bare, ctx, &mut out);
+                self.remove_occupant(&o, &["321"], None, "", ctx, &mut out);
             }
+        } else if self.everyone().iter().any(|(b, _)| b == bare) {
+            self.announce_change(bare, "", None, &mut out);
         } else {
-            self.announce(bare, &mut out);
+            // §5.2.2: the moderators learn of an absent user's change.
+            self.notice(bare, &[], None, &mut out);
         }
         self.save_settings(ctx, &mut out);
-        out.sends.insert(0, Send::One(iq_result(st, None)));
+        // The result after the presences it caused (as XEP-0045 §9.4 shows for revocation).
+        out.sends.push(Send::One(iq_result(st, None)));
         out
     }
 
@@ -166,10 +177,8 @@ impl Room {
             xmpp_parsers::ns::DISCO_INFO,
             &[("node", "x-roomuser-item")],
         );
-        let nick = self
-            .reserved_nick(&bare)
-            .map(str::to_owned)
-            .or_else(|| self.channel.participant(&bare).and_then(|p| p.nick.clone()));
+        // Only a nick reserved with the room: the nick one happens to use is not one.
+        let nick = self.reserved_nick(&bare).map(str::to_owned);
         if let Some(n) = nick {
             query.append_child(elem(
                 "identity",
@@ -185,18 +194,38 @@ impl Room {
     pub(crate) fn probe(&self, st: &Element, from: &Jid, nick: &str) -> Outcome {
         let mut out = Outcome::default();
         if self.occupant_of(from).is_none() {
-            return muc_error(
-                st,
-                error(
-                    ErrorType::Cancel,
-                    DefinedCondition::NotAcceptable,
-                    "only occupants probe occupants",
-                ),
+            // A probe gets no error through the generic path (it is not a request that
+            // deserves an answer there), but a room tells a stranger it is not in.
+            let mut e = elem(
+                "presence",
+                mix_service::stanza::NS_STANZA,
+                &[
+                    ("from", st.attr("to").unwrap_or_default()),
+                    ("to", &from.to_string()),
+                    ("type", "error"),
+                ],
             );
+            let err = error(
+                ErrorType::Cancel,
+                DefinedCondition::NotAcceptable,
+                "only occupants probe occupants",
+            );
+            let mut el: Element = err.into();
+            set_attr(&mut el, "by", &self.jid.to_string());
+            e.append_child(el);
+            out.sends.push(Send::One(e));
+            return out;
         }
         let Some((bare, _)) = self.everyone().into_iter().find(|(_, n)| n == nick) else {
             if let Some(bare) = self.reserved_by(nick) {
-                let mut p = self.occupant_presence(bare, nick, None, None, false, true);
+                // An absent member: its affiliation and reserved nick, unavailable.
+                let mut p = self.occupant_presence(bare, nick, None, Some(bare), true, true);
+                if let Some(item) = p
+                    .get_child_mut("x", crate::room::NS_MUC_USER)
+                    .and_then(|x| x.get_child_mut("item", crate::room::NS_MUC_USER))
+                {
+                    set_attr(item, "nick", nick);
+                }
                 set_attr(&mut p, "to", &from.to_string());
                 out.sends.push(Send::One(p));
             }

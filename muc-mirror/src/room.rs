@@ -39,6 +39,9 @@ pub struct Occupant {
     pub sessions: BTreeMap<String, Element>,
     /// The user became a participant by entering: leaving the room ends its participation.
     pub through_muc: bool,
+    /// Its role while it is in (XEP-0045 §5.1: a role lasts the visit; a room that stops
+    /// being moderated does not give voice to its visitors). None: derived each time.
+    pub role: Option<&'static str>,
 }
 
 /// History the shell reads from the archive for a newcomer, then the subject after it
@@ -281,6 +284,12 @@ impl Room {
         self.occupants.get(bare)
     }
 
+    pub(crate) fn set_occupant_role(&mut self, bare: &str, role: &'static str) {
+        if let Some(o) = self.occupants.get_mut(bare) {
+            o.role = Some(role);
+        }
+    }
+
     pub(crate) fn forget_mix_occupant(&mut self, bare: &str) {
         self.mix_nicks.remove(bare);
     }
@@ -447,6 +456,17 @@ impl Room {
     /// XEP-0045 §5.1: moderators are the channel's owners and admins; in a moderated room
     /// only members and those given voice speak; anyone whose voice was revoked is a visitor.
     pub(crate) fn role(&self, bare: &str) -> &'static str {
+        if self.is_moderator(bare) {
+            return "moderator";
+        }
+        if let Some(r) = self.occupants.get(bare).and_then(|o| o.role) {
+            return r;
+        }
+        self.default_role(bare)
+    }
+
+    /// The role a user gets on entering (or after an affiliation change).
+    pub(crate) fn default_role(&self, bare: &str) -> &'static str {
         if self.is_moderator(bare) {
             "moderator"
         } else if self.settings.voiceless.contains(bare)
@@ -734,8 +754,16 @@ impl Room {
             bare: bare.clone(),
             sessions: BTreeMap::new(),
             through_muc: !was_participant,
+            role: None,
         });
+        let fresh = occupant.role.is_none();
         occupant.sessions.insert(full.clone(), st.clone());
+        if fresh {
+            let role = self.default_role(&bare);
+            if let Some(o) = self.occupants.get_mut(&bare) {
+                o.role = Some(role);
+            }
+        }
         // The occupant's client as a presence-node item, for MIX clients (MM-06).
         let mixed = self.channel.client_presence(from, Some(st), ctx);
         out.writes.extend(mixed.writes);
@@ -1182,6 +1210,7 @@ impl Room {
             {
                 self.settings.voiceless.remove(&target);
                 self.settings.voiced.insert(target.clone());
+                self.set_occupant_role(&target, "participant");
                 self.save_settings(ctx, &mut out);
                 self.announce(&target, &mut out);
             }
@@ -1293,6 +1322,7 @@ impl Room {
                 bare: bare.clone(),
                 sessions: BTreeMap::new(),
                 through_muc: false,
+                role: None,
             })
         });
         let Some(sender) = sender else {

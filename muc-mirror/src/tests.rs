@@ -577,6 +577,13 @@ fn presence_broadcast_keeps_unlisted_roles_to_themselves() {
 fn registering_reserves_a_nick_and_makes_a_member() {
     let mut t = T::new();
     t.configure(&[]);
+    // §7.10: no registration for unaffiliated users.
+    let refused = t.run(&format!(
+        "<iq xmlns='{NS}' type='get' id='r' from='alice@x/a' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
+    ));
+    assert_eq!(condition(&refused), "not-allowed");
+    t.admin("owner@x/o", "<item jid='alice@x' affiliation='member'/>");
+    t.admin("owner@x/o", "<item jid='bob@x' affiliation='member'/>");
     let form = t.run(&format!(
         "<iq xmlns='{NS}' type='get' id='r' from='alice@x/a' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
     ));
