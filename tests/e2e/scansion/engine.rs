@@ -45,6 +45,9 @@ pub trait Transport {
 /// Run every step; the first failure ends the script, as in scansion.
 pub async fn execute(t: &mut impl Transport, script: &Script, mode: Mode) -> Result<(), String> {
     let mut context = script.context.clone();
+    // `{scansion:capture:NAME}` values seen so far (Prosody's scansion: the first match
+    // captures, later ones must be equal).
+    let mut captures: HashMap<String, String> = HashMap::new();
     let mut boxes: HashMap<String, UnboundedReceiver<Delivery>> = HashMap::new();
     for step in &script.steps {
         let who = step.who.as_str();
@@ -92,7 +95,7 @@ pub async fn execute(t: &mut impl Transport, script: &Script, mode: Mode) -> Res
                 match (element(xml, mode.stanza_ns(), &context), boxes.get_mut(who)) {
                     (Err(e), _) => Err(e),
                     (Ok(_), None) => Err(format!("{who} is not connected")),
-                    (Ok(expected), Some(rx)) => receive(rx, expected).await,
+                    (Ok(expected), Some(rx)) => receive(rx, expected, &mut captures).await,
                 }
             }
             Verb::ReceiveNothing => match boxes.get_mut(who) {
@@ -121,8 +124,59 @@ pub async fn execute(t: &mut impl Transport, script: &Script, mode: Mode) -> Res
     problems_to_result(t.problems()).map_err(|e| format!("after the last step: {e}"))
 }
 
+const CAPTURE: &str = "{scansion:capture:";
+
+/// The capture variable an attribute value names, if it is `{scansion:capture:NAME}`.
+fn capture_name(value: &str) -> Option<&str> {
+    value.strip_prefix(CAPTURE)?.strip_suffix('}')
+}
+
+/// Known captures filled in; unknown ones match anything (and are collected after a match).
+fn fill_captures(el: &mut Element, known: &HashMap<String, String>) {
+    for (_, value) in el.attrs_mut().iter_mut() {
+        if let Some(name) = capture_name(value) {
+            *value = known
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| "{scansion:any}".to_owned());
+        }
+    }
+    for c in el.children_mut() {
+        fill_captures(c, known);
+    }
+}
+
+/// After a match: the values the received stanza has where `pattern` captures, walking both
+/// trees in order (children matched by name and namespace).
+fn collect_captures(pattern: &Element, received: &Element, out: &mut HashMap<String, String>) {
+    for ((_, attr), value) in pattern.attrs().iter() {
+        if let Some(name) = capture_name(value)
+            && let Some(v) = received.attr(attr.as_str())
+        {
+            out.entry(name.to_owned()).or_insert_with(|| v.to_owned());
+        }
+    }
+    let mut used = vec![false; received.children().count()];
+    for pc in pattern.children() {
+        let found = received
+            .children()
+            .enumerate()
+            .find(|(i, rc)| !used[*i] && rc.name() == pc.name() && rc.ns() == pc.ns());
+        if let Some((i, rc)) = found {
+            used[i] = true;
+            collect_captures(pc, rc, out);
+        }
+    }
+}
+
 /// The next stanza for a client must match `expected` (jasca's matching rules).
-async fn receive(rx: &mut UnboundedReceiver<Delivery>, expected: Element) -> Result<(), String> {
+async fn receive(
+    rx: &mut UnboundedReceiver<Delivery>,
+    pattern: Element,
+    captures: &mut HashMap<String, String>,
+) -> Result<(), String> {
+    let mut expected = pattern.clone();
+    fill_captures(&mut expected, captures);
     let got = tokio::time::timeout(RECEIVE_TIMEOUT, rx.recv()).await;
     match got {
         Err(_) => Err(format!(
@@ -136,6 +190,7 @@ async fn receive(rx: &mut UnboundedReceiver<Delivery>, expected: Element) -> Res
         )),
         Ok(Some(Delivery::Stanza(el))) => {
             if ScanElement::new(expected.clone()) == el {
+                collect_captures(&pattern, &el, captures);
                 Ok(())
             } else {
                 Err(format!(
@@ -235,5 +290,37 @@ mod tests {
             "<iq type='result' id='1' from='s' to='a@b/c' scansion:strict='true'/>",
             INFO
         ));
+    }
+
+    #[test]
+    fn captures_take_the_first_value_and_hold_it_afterwards() {
+        let pattern: Element =
+            "<iq xmlns='jabber:client' type='result'><m xmlns='urn:x'><start id='{scansion:capture:first}'/></m></iq>"
+                .parse()
+                .expect("xml");
+        let received: Element =
+            "<iq xmlns='jabber:client' type='result'><m xmlns='urn:x'><start id='abc'/></m></iq>"
+                .parse()
+                .expect("xml");
+        let mut caps = HashMap::new();
+        let mut expected = pattern.clone();
+        fill_captures(&mut expected, &caps);
+        assert!(
+            ScanElement::new(expected) == received,
+            "unknown captures match anything"
+        );
+        collect_captures(&pattern, &received, &mut caps);
+        assert_eq!(caps.get("first").map(String::as_str), Some("abc"));
+        let other: Element =
+            "<iq xmlns='jabber:client' type='result'><m xmlns='urn:x'><start id='xyz'/></m></iq>"
+                .parse()
+                .expect("xml");
+        let mut expected = pattern.clone();
+        fill_captures(&mut expected, &caps);
+        assert!(
+            ScanElement::new(expected.clone()) != other,
+            "a captured value must repeat"
+        );
+        assert!(ScanElement::new(expected) == received);
     }
 }
