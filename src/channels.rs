@@ -603,8 +603,14 @@ impl Task {
         }
         match self.store.archive_page(&req.query).await {
             Ok(page) => {
+                let requester = req
+                    .iq
+                    .attr("from")
+                    .and_then(|f| f.parse::<jid::Jid>().ok())
+                    .map(|f| f.to_bare().to_string())
+                    .unwrap_or_default();
                 let results = if muc {
-                    mam::results_with(req, &page, |m| Some(room.muc_view(&m)))
+                    mam::results_with(req, &page, |m| Some(room.muc_archive_view(&m, &requester)))
                 } else {
                     mam::results(req, &page)
                 };

@@ -959,6 +959,15 @@ impl Room {
                 let more = self.channel.set_allowed(&m, true, ctx);
                 merge(&mut out, more);
             }
+            // §9.6 (322): those who are not members leave a room that became members-only.
+            let outsiders: Vec<Occupant> = self
+                .occupant_list()
+                .into_iter()
+                .filter(|o| self.affiliation(&o.bare) == "none")
+                .collect();
+            for o in outsiders {
+                self.remove_occupant(&o, &["322"], None, "", ctx, &mut out);
+            }
         }
         // Name and description: the info node.
         let name = one("muc#roomconfig_roomname");

@@ -298,6 +298,11 @@ impl Room {
         self.occupants.remove(bare);
     }
 
+    /// The MUC occupants (a copy).
+    pub(crate) fn occupant_list(&self) -> Vec<Occupant> {
+        self.occupants.values().cloned().collect()
+    }
+
     pub(crate) fn take_occupants(&mut self) -> Vec<Occupant> {
         std::mem::take(&mut self.occupants).into_values().collect()
     }
@@ -1411,6 +1416,22 @@ impl Room {
         }) {
             m.append_child(c.clone());
         }
+        // A moderation names its moderator by channel address: the room names it by nick.
+        let chan_prefix = format!("{channel}/");
+        for r in m.children_mut().filter(|c| c.is("retract", NS_RETRACT)) {
+            for md in r.children_mut().filter(|c| c.is("moderated", NS_MODERATE)) {
+                let by = md
+                    .attr("by")
+                    .and_then(|b| b.strip_prefix(&chan_prefix))
+                    .and_then(|id| self.channel.bare_of_id(id))
+                    .and_then(|b| self.channel.participant(b))
+                    .and_then(|p| p.nick.clone());
+                match by {
+                    Some(n) => set_attr(md, "by", &self.nick_jid(&n)),
+                    None => set_attr(md, "by", &self.jid.to_string()),
+                }
+            }
+        }
         m.append_child(elem(
             "stanza-id",
             NS_SID,
@@ -1418,6 +1439,24 @@ impl Room {
         ));
         if let Some(p) = pid {
             m.append_child(elem("occupant-id", NS_OCCUPANT_ID, &[("id", &p)]));
+        }
+        m
+    }
+
+    /// An archived message in the room's MAM results (MAM-A-02): the occupant view, plus the
+    /// sender's real JID in `<x muc#user><item/>` for those who may see JIDs.
+    pub fn muc_archive_view(&self, stored: &Element, requester: &str) -> Element {
+        let mut m = self.muc_view(stored);
+        let jid = stored
+            .get_child("mix", NS_CORE)
+            .and_then(|x| x.get_child("jid", NS_CORE))
+            .map(|j| j.text());
+        if let Some(jid) = jid
+            && (self.non_anonymous() || self.is_moderator(requester))
+        {
+            let mut x = Element::bare("x", NS_MUC_USER);
+            x.append_child(elem("item", NS_MUC_USER, &[("jid", &jid)]));
+            m.append_child(x);
         }
         m
     }

@@ -224,8 +224,9 @@ fn entry_refusals() {
     assert!(condition_or_none(&t.enter("carol@x/c", "carol")).is_none());
     t.admin("owner@x/o", "<item jid='dave@x' affiliation='outcast'/>");
     assert_eq!(condition(&t.enter("dave@x/d", "dave")), "forbidden");
+    // Making the room members-only sent alice and bob out (322): carol alone is in.
     t.configure(&[
-        ("muc#roomconfig_maxusers", "3"),
+        ("muc#roomconfig_maxusers", "1"),
         ("muc#roomconfig_membersonly", "0"),
     ]);
     assert_eq!(
@@ -746,4 +747,56 @@ fn mediated_invitations_reach_the_invitee_and_make_members_of_members_only_rooms
     let d = &sent(&decline.outcome)[0].0;
     assert_eq!(d.attr("to"), Some("owner@x"));
     assert!(to_string(d).contains("from='romeo@x'"));
+}
+
+#[test]
+fn a_room_made_members_only_removes_non_members_with_322() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    t.enter("alice@x/a", "alice");
+    t.admin("owner@x/o", "<item jid='bob@x' affiliation='member'/>");
+    t.enter("bob@x/b", "bob");
+    let out = t.configure(&[("muc#roomconfig_membersonly", "1")]);
+    let s = sent(&out.outcome);
+    let to_alice = to_whom(&s, "alice@x/a");
+    assert!(
+        to_alice.iter().any(|p| codes(p) == ["110", "322"]),
+        "alice is out: {to_alice:?}"
+    );
+    assert!(
+        to_whom(&s, "bob@x/b")
+            .iter()
+            .all(|p| !codes(p).contains(&"322".to_owned())
+                || p.attr("from") != Some("coven@muc.x/bob")),
+        "members stay"
+    );
+    assert!(t.room.channel.allowed().contains(&"bob@x".to_owned()));
+}
+
+#[test]
+fn room_mam_shows_real_jids_only_to_those_who_may_see_them() {
+    let mut t = T::new();
+    t.configure(&[]);
+    let stored: Element = format!(
+        "<message xmlns='jabber:client' from='{CHAN}/p1' type='groupchat' id='a1' mixd-client-id='c9'>\
+         <body>hi</body><mix xmlns='{NS_CORE}'><nick>bob</nick><jid>bob@x</jid></mix></message>"
+    )
+    .parse()
+    .expect("xml");
+    let seen = t.room.muc_archive_view(&stored, "alice@x");
+    assert_eq!(
+        seen.attr("id"),
+        Some("c9"),
+        "the sender's own id (muc#stable_id)"
+    );
+    assert_eq!(seen.attr("from"), Some("coven@muc.x/bob"));
+    assert!(
+        to_string(&seen).contains("jid='bob@x'"),
+        "non-anonymous room"
+    );
+    assert!(!to_string(&seen).contains("mixd-client-id"));
+    t.configure(&[("muc#roomconfig_whois", "moderators")]);
+    assert!(!to_string(&t.room.muc_archive_view(&stored, "alice@x")).contains("bob@x"));
+    assert!(to_string(&t.room.muc_archive_view(&stored, "owner@x")).contains("jid='bob@x'"));
 }
