@@ -113,6 +113,8 @@ pub struct Channels {
     /// How long a channel with nothing ephemeral stays in memory without traffic
     /// (ARCHITECTURE "Life of a message" step 2: idle channels are dropped and reloaded).
     pub idle: std::time::Duration,
+    /// Rooms above this many occupants broadcast only moderators' presence.
+    pub presence_cap: Option<usize>,
     actors: HashMap<String, Actor>,
     tasks: JoinSet<()>,
 }
@@ -139,6 +141,7 @@ impl Channels {
             muc_out,
             nicks,
             idle: std::time::Duration::from_secs(600),
+            presence_cap: None,
             actors: HashMap::new(),
             tasks: JoinSet::new(),
         }
@@ -163,6 +166,7 @@ impl Channels {
                         muc_out: self.muc_out.clone(),
                         nicks: self.nicks.clone(),
                         idle: self.idle,
+                        presence_cap: self.presence_cap,
                     };
                     self.tasks.spawn(task.run(rx, ended_tx));
                     self.actors.insert(
@@ -226,6 +230,7 @@ struct Task {
     muc_out: Outbound,
     nicks: Arc<RwLock<NickRegistry>>,
     idle: std::time::Duration,
+    presence_cap: Option<usize>,
 }
 
 impl Task {
@@ -315,7 +320,9 @@ impl Task {
                 for probe in channel.startup_probes() {
                     self.send_el(&probe).await;
                 }
-                Room::new(channel, &self.muc_domain)
+                let mut room = Room::new(channel, &self.muc_domain);
+                room.presence_cap = self.presence_cap;
+                room
             }
             None => match self.create_by_entering(&mut rx).await {
                 Some((room, first)) => {
@@ -576,6 +583,7 @@ impl Task {
         tracing::info!(channel = %self.name, %owner, "room created by entering it");
         let mut room = Room::new(channel, &self.muc_domain);
         room.created = true;
+        room.presence_cap = self.presence_cap;
         Some((room, first))
     }
 

@@ -125,6 +125,13 @@ pub const SETTINGS: &[Setting] = &[
         doc: "a channel with no online client and no traffic leaves memory after this long",
     },
     Setting {
+        key: "muc.presence_cap",
+        env: "MIXD_MUC_PRESENCE_CAP",
+        kind: Kind::Integer,
+        default: Some("0"),
+        doc: "rooms with more occupants broadcast only moderators' presence (0: no cap)",
+    },
+    Setting {
         key: "archive.retention_days",
         env: "MIXD_ARCHIVE_RETENTION_DAYS",
         kind: Kind::Integer,
@@ -161,6 +168,7 @@ pub struct Config {
     pub outbound_queue: usize,
     pub reconnect_max: std::time::Duration,
     pub channel_idle: std::time::Duration,
+    pub presence_cap: Option<usize>,
     pub retention: mam_store::Retention,
     pub retention_interval: std::time::Duration,
 }
@@ -406,6 +414,8 @@ impl<E: Fn(&str) -> Option<String>> Values<'_, E> {
                 1,
                 86_400,
             )?),
+            presence_cap: Some(self.integer("muc.presence_cap", 0, 1 << 24)? as usize)
+                .filter(|c| *c > 0),
             retention: mam_store::Retention {
                 days: Some(self.integer("archive.retention_days", 0, 1 << 20)? as i64)
                     .filter(|d| *d > 0),

@@ -116,6 +116,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         std::sync::Arc::new(std::sync::RwLock::new(nicks)),
     );
     channels.idle = config.channel_idle;
+    channels.presence_cap = config.presence_cap;
     let router = Router {
         domains,
         store: store.clone(),

@@ -112,6 +112,9 @@ pub struct Room {
     pub created: bool,
     /// What MIX has no word for (moderation, password, ...), kept by the channel.
     pub(crate) settings: Settings,
+    /// The service's cap for very large rooms: above this many occupants, only moderators'
+    /// presence is broadcast, whatever the room's own setting.
+    pub presence_cap: Option<usize>,
 }
 
 pub(crate) fn muc_error(st: &Element, err: StanzaError) -> Outcome {
@@ -151,6 +154,7 @@ impl Room {
             mix_nicks: BTreeMap::new(),
             created: false,
             settings,
+            presence_cap: None,
         }
     }
 
@@ -387,11 +391,12 @@ impl Room {
     /// is broadcast, just the moderators (found from the channel's owners and admins, so a
     /// join into a 10,000-occupant room does not walk the other 9,999).
     fn shown_to_newcomers(&self) -> Vec<(String, String)> {
-        let only_moderators = self
-            .settings
-            .presence_broadcast
-            .iter()
-            .all(|r| r == "moderator");
+        let only_moderators = self.over_presence_cap()
+            || self
+                .settings
+                .presence_broadcast
+                .iter()
+                .all(|r| r == "moderator");
         if !only_moderators {
             return self.everyone();
         }
@@ -435,7 +440,15 @@ impl Room {
     /// Whether `bare`'s presence goes to the other occupants (presencebroadcast).
     fn broadcasts(&self, bare: &str) -> bool {
         let role = self.role(bare);
+        if self.over_presence_cap() {
+            return role == "moderator";
+        }
         self.settings.presence_broadcast.iter().any(|r| r == role)
+    }
+
+    fn over_presence_cap(&self) -> bool {
+        self.presence_cap
+            .is_some_and(|cap| self.occupant_count() > cap)
     }
 
     pub(crate) fn is_moderator(&self, bare: &str) -> bool {

@@ -800,3 +800,25 @@ fn room_mam_shows_real_jids_only_to_those_who_may_see_them() {
     assert!(!to_string(&t.room.muc_archive_view(&stored, "alice@x")).contains("bob@x"));
     assert!(to_string(&t.room.muc_archive_view(&stored, "owner@x")).contains("jid='bob@x'"));
 }
+
+#[test]
+fn above_the_presence_cap_only_moderators_are_broadcast() {
+    let mut t = T::new();
+    t.room.presence_cap = Some(3);
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    t.enter("alice@x/a", "alice");
+    // Three occupants with bob: at the cap, still broadcast.
+    let out = t.enter("bob@x/b", "bob");
+    assert!(!to_whom(&sent(&out.outcome), "alice@x/a").is_empty());
+    // Four: above it, a newcomer is not announced and sees only the moderators.
+    let out = t.enter("carol@x/c", "carol");
+    let s = sent(&out.outcome);
+    assert!(to_whom(&s, "alice@x/a").is_empty());
+    let seen: Vec<_> = to_whom(&s, "carol@x/c")
+        .iter()
+        .filter_map(|p| p.attr("from").map(str::to_owned))
+        .collect();
+    assert!(seen.contains(&"coven@muc.x/owner".to_owned()));
+    assert!(!seen.contains(&"coven@muc.x/alice".to_owned()));
+}
