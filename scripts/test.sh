@@ -29,15 +29,16 @@ cargo test --workspace --quiet
 step "interop: slixmpp through Prosody and ejabberd"
 MIXD_BIN="$PWD/target/debug/mixd" .venv/bin/python -m pytest -q tests/interop
 
-step "PostgreSQL: the store and a live mixd on a real server"
+step "PostgreSQL: the store tests and the whole end-to-end suite on a real server"
 PGDIR="$(mktemp -d /tmp/mixd-pg-XXXXXX)"
 trap 'bash scripts/postgres-env.sh stop "$PGDIR" >/dev/null 2>&1 || true; rm -rf "$PGDIR"' EXIT
 PG_URL="$(PG_PORT="$(.venv/bin/python -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')" \
     bash scripts/postgres-env.sh start "$PGDIR" | tail -n 1)"
 # One database for all: run these tests one at a time.
 MIXD_TEST_PG_URL="$PG_URL" cargo test -p mam-store --quiet -- --test-threads=1
-MIXD_TEST_PG_URL="$PG_URL" cargo test --test e2e --quiet lifecycle::attaches -- --test-threads=1
-MIXD_TEST_PG_URL="$PG_URL" cargo test --test e2e --quiet durability -- --test-threads=1
+# The same end-to-end suite on PostgreSQL: every scansion script (both modes), the lifecycle,
+# kill -9 durability and retention tests; each mixd gets a database of its own.
+MIXD_TEST_PG_URL="$PG_URL" cargo test --test e2e --quiet
 
 echo
 echo "all tests passed"

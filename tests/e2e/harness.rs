@@ -3,7 +3,7 @@
 //! run in parallel.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -131,6 +131,30 @@ impl Drop for Server {
     }
 }
 
+/// On PostgreSQL, each mixd gets a database of its own (as each gets its own SQLite file),
+/// kept with its directory so that a restart finds its data again.
+fn pg_database(dir: &Path, url: &str) -> String {
+    let marker = dir.join("pg-database");
+    let name = match std::fs::read_to_string(&marker) {
+        Ok(n) => n,
+        Err(_) => {
+            let n = format!("mixd_t{:016x}", rand::random::<u64>());
+            let ok = Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c"])
+                .arg(format!("CREATE DATABASE {n}"))
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "could not create database {n} on {url}");
+            std::fs::write(&marker, &n).expect("write the database name");
+            n
+        }
+    };
+    match url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => url.to_owned(),
+    }
+}
+
 /// A running `mixd`, killed on drop. Its log is kept in its directory.
 pub struct Mixd {
     pub child: Child,
@@ -169,7 +193,7 @@ impl Mixd {
             .env("MIXD_LOG", "debug,sqlx=warn")
             .env("MIXD_RECONNECT_MAX_SECONDS", "2");
         if let Ok(url) = std::env::var("MIXD_TEST_PG_URL") {
-            cmd.env("MIXD_DATABASE_URL", url);
+            cmd.env("MIXD_DATABASE_URL", pg_database(dir.path(), &url));
         }
         for (k, v) in extra {
             cmd.env(k, v);
