@@ -97,6 +97,10 @@ impl Room {
     /// on a higher or equal affiliation except owners on admins and owners.
     fn check_admin_item(&self, actor: &str, item: &Element) -> Result<(), StanzaError> {
         let actor_aff = self.affiliation(actor);
+        if item.attr("role").is_some() && item.attr("affiliation").is_some() {
+            // §17.4 rule 4: one change per item.
+            return Err(bad("an item changes a role or an affiliation, not both"));
+        }
         if let Some(role) = item.attr("role") {
             if !self.is_moderator(actor) {
                 return Err(forbidden("only moderators change roles"));
@@ -136,6 +140,19 @@ impl Room {
             return Err(forbidden("only admins and owners change affiliations"));
         }
         let current = self.affiliation(&target);
+        if aff == "outcast" {
+            // §9.1: nobody bans himself (conflict), nor an admin or owner (not-allowed).
+            if target == actor {
+                return Err(error(
+                    ErrorType::Cancel,
+                    DefinedCondition::Conflict,
+                    "you cannot ban yourself",
+                ));
+            }
+            if rank(current) >= rank("admin") {
+                return Err(not_allowed("admins and owners cannot be banned"));
+            }
+        }
         let touches_high = rank(aff) >= rank("admin") || rank(current) >= rank("admin");
         if touches_high && actor_aff != "owner" {
             return Err(forbidden("only owners change admins and owners"));

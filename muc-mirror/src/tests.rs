@@ -822,3 +822,30 @@ fn above_the_presence_cap_only_moderators_are_broadcast() {
     assert!(seen.contains(&"coven@muc.x/owner".to_owned()));
     assert!(!seen.contains(&"coven@muc.x/alice".to_owned()));
 }
+
+#[test]
+fn ban_rules_and_one_change_per_item() {
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_roomadmins", "carol@x")]);
+    t.enter("owner@x/o", "owner");
+    t.enter("carol@x/c", "carol");
+    t.enter("bob@x/b", "bob");
+    assert_eq!(
+        condition(&t.admin("carol@x/c", "<item jid='owner@x' affiliation='outcast'/>")),
+        "not-allowed",
+        "XEP-0045 §9.1: admins and owners cannot be banned"
+    );
+    assert_eq!(
+        condition(&t.admin("carol@x/c", "<item jid='carol@x' affiliation='outcast'/>")),
+        "conflict",
+        "§9.1: nor can one ban oneself"
+    );
+    assert_eq!(
+        condition(&t.admin(
+            "owner@x/o",
+            "<item nick='bob' role='participant' affiliation='member'/>"
+        )),
+        "bad-request",
+        "§17.4: a role or an affiliation"
+    );
+}
