@@ -894,6 +894,19 @@ impl Room {
                 Some(_) => Err(not_acceptable(&format!("'{var}' is a boolean"))),
             }
         };
+        // A channel lives until destroyed (XEP-0369: no temporary channels) and keeps one
+        // archive for both faces: neither can be switched off from the room. Refused before
+        // anything is applied.
+        if boolean("muc#roomconfig_persistentroom")? == Some(false) {
+            return Err(not_acceptable(
+                "rooms here are channels, which are always persistent",
+            ));
+        }
+        if boolean("muc#roomconfig_enablelogging")? == Some(false) {
+            return Err(not_acceptable(
+                "the channel's archive cannot be switched off (its retention can be set)",
+            ));
+        }
         let was_anonymous = !self.non_anonymous();
         let before = self.config_form();
         let mut out = Outcome::default();

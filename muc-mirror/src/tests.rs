@@ -849,3 +849,22 @@ fn ban_rules_and_one_change_per_item() {
         "§17.4: a role or an affiliation"
     );
 }
+
+#[test]
+fn persistence_and_the_archive_cannot_be_switched_off() {
+    let mut t = T::new();
+    assert_eq!(
+        condition(&t.configure(&[("muc#roomconfig_persistentroom", "0")])),
+        "not-acceptable"
+    );
+    assert_eq!(
+        condition(&t.configure(&[("muc#roomconfig_enablelogging", "0")])),
+        "not-acceptable"
+    );
+    // Submitting the values in force is fine.
+    let ok = t.configure(&[
+        ("muc#roomconfig_persistentroom", "1"),
+        ("muc#roomconfig_enablelogging", "1"),
+    ]);
+    assert!(condition_or_none(&ok).is_none());
+}
