@@ -60,6 +60,20 @@ pub struct History {
     pub subject: Element,
 }
 
+/// How long a relayed IQ waits for its answer, and how many may wait.
+const RELAY_TIMEOUT_US: i64 = 120 * 1_000_000;
+const MAX_RELAYS: usize = 4096;
+
+/// An IQ passed on to an occupant (MUC-IQ-01).
+#[derive(Debug, Clone)]
+struct MucRelay {
+    requester: String,
+    id: String,
+    addressed: String,
+    target: String,
+    sent_us: i64,
+}
+
 /// One occupant's presence as announced to the room.
 struct Announce<'a> {
     bare: &'a str,
@@ -112,6 +126,8 @@ pub struct Room {
     pub created: bool,
     /// What MIX has no word for (moderation, password, ...), kept by the channel.
     pub(crate) settings: Settings,
+    /// IQs passed on to occupants and not answered yet, by the id the room gave them.
+    relays: std::collections::HashMap<String, MucRelay>,
     /// The service's cap for very large rooms: above this many occupants, only moderators'
     /// presence is broadcast, whatever the room's own setting.
     pub presence_cap: Option<usize>,
@@ -155,6 +171,7 @@ impl Room {
             created: false,
             settings,
             presence_cap: None,
+            relays: std::collections::HashMap::new(),
         }
     }
 
@@ -186,7 +203,9 @@ impl Room {
 
     /// Nothing ephemeral held by either face: no MUC occupant, and the channel idle too.
     pub fn is_idle(&mut self, now_us: i64) -> bool {
-        self.occupants.is_empty() && self.channel.is_idle(now_us)
+        self.relays
+            .retain(|_, r| now_us - r.sent_us < RELAY_TIMEOUT_US);
+        self.occupants.is_empty() && self.relays.is_empty() && self.channel.is_idle(now_us)
     }
 
     /// The newcomer's history: the archive page (newest last) as occupants see it, with the
@@ -277,7 +296,7 @@ impl Room {
             ("message", None) => self.room_message(st, &from, ctx),
             ("message", Some(nick)) => self.private_message(st, &from, &nick).into(),
             ("iq", None) => self.room_iq(st, &from, ctx),
-            ("iq", Some(nick)) => self.occupant_iq(st, &from, &nick).into(),
+            ("iq", Some(nick)) => self.occupant_iq(st, &from, &nick, ctx).into(),
             _ => RoomOutcome::default(),
         }
     }
@@ -1715,9 +1734,9 @@ impl Room {
     }
 
     /// XEP-0410 self-ping and IQs to an occupant JID.
-    fn occupant_iq(&mut self, st: &Element, from: &Jid, nick: &str) -> Outcome {
+    fn occupant_iq(&mut self, st: &Element, from: &Jid, nick: &str, ctx: &mut Ctx<'_>) -> Outcome {
         if matches!(st.attr("type"), Some("result") | Some("error")) {
-            return Outcome::default();
+            return self.relay_answer(st, from);
         }
         let own = self.occupant_of(from).is_some_and(|o| o.nick == nick);
         let is_ping = st.children().any(|c| c.is("ping", NS_PING));
@@ -1737,14 +1756,101 @@ impl Room {
                 error(ErrorType::Cancel, cond, "you are not in this room"),
             );
         }
-        muc_error(
-            st,
-            error(
-                ErrorType::Cancel,
-                DefinedCondition::FeatureNotImplemented,
-                "IQs to other occupants are not relayed yet",
-            ),
-        )
+        self.relay_request(st, from, nick, ctx)
+    }
+
+    /// MUC-IQ-01 (XEP-0045 §7.5 end, §17.3): an IQ to another occupant is passed on from the
+    /// sender's room JID, neither real JID shown; its answer comes back the same way. vCard
+    /// requests go to the account (the vCard lives on the user's server).
+    fn relay_request(
+        &mut self,
+        st: &Element,
+        from: &Jid,
+        nick: &str,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let now_us = ctx.now_us;
+        let sender = match self.occupant_of(from) {
+            Some(o) => o.nick.clone(),
+            None => return Outcome::default(),
+        };
+        let Some(target) = self
+            .everyone()
+            .into_iter()
+            .find(|(_, n)| n == nick)
+            .map(|(b, _)| b)
+        else {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::ItemNotFound,
+                    "no such occupant",
+                ),
+            );
+        };
+        let vcard = st.children().any(|c| c.is("vCard", "vcard-temp"));
+        let real = if vcard {
+            target.clone()
+        } else {
+            match self.occupants.get(&target) {
+                Some(o) => o
+                    .sessions
+                    .keys()
+                    .next_back()
+                    .cloned()
+                    .unwrap_or(target.clone()),
+                None => self
+                    .channel
+                    .client_of(&target)
+                    .map(|(f, _)| f)
+                    .unwrap_or(target.clone()),
+            }
+        };
+        self.relays
+            .retain(|_, r| now_us - r.sent_us < RELAY_TIMEOUT_US);
+        if self.relays.len() >= MAX_RELAYS {
+            return muc_error(
+                st,
+                error(ErrorType::Wait, DefinedCondition::ResourceConstraint, ""),
+            );
+        }
+        let id = ctx.ids.stanza_id();
+        self.relays.insert(
+            id.clone(),
+            MucRelay {
+                requester: from.to_string(),
+                id: st.attr("id").unwrap_or_default().to_owned(),
+                addressed: self.nick_jid(nick),
+                target: real.clone(),
+                sent_us: now_us,
+            },
+        );
+        let mut fwd = st.clone();
+        set_attr(&mut fwd, "from", &self.nick_jid(&sender));
+        set_attr(&mut fwd, "to", &real);
+        set_attr(&mut fwd, "id", &id);
+        Outcome::reply(fwd)
+    }
+
+    fn relay_answer(&mut self, st: &Element, from: &Jid) -> Outcome {
+        let Some(id) = st.attr("id") else {
+            return Outcome::default();
+        };
+        let Some(relay) = self.relays.get(id) else {
+            return Outcome::default();
+        };
+        if from.to_string() != relay.target && from.to_bare().to_string() != relay.target {
+            return Outcome::default();
+        }
+        let Some(relay) = self.relays.remove(id) else {
+            return Outcome::default();
+        };
+        let mut back = st.clone();
+        set_attr(&mut back, "from", &relay.addressed);
+        set_attr(&mut back, "to", &relay.requester);
+        set_attr(&mut back, "id", &relay.id);
+        Outcome::reply(back)
     }
 
     fn disco_info(&self, st: &Element, q: &Element, _from: &Jid) -> Outcome {

@@ -868,3 +868,31 @@ fn persistence_and_the_archive_cannot_be_switched_off() {
     ]);
     assert!(condition_or_none(&ok).is_none());
 }
+
+#[test]
+fn iqs_to_occupants_are_relayed_without_real_jids() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("alice@x/a", "alice");
+    t.enter("bob@x/b", "bob");
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='get' id='v1' from='alice@x/a' to='{ROOM}/bob'><query xmlns='jabber:iq:version'/></iq>"
+    ));
+    let fwd = sent(&out.outcome)[0].0.clone();
+    assert_eq!(fwd.attr("to"), Some("bob@x/b"));
+    assert_eq!(fwd.attr("from"), Some("coven@muc.x/alice"));
+    let id = fwd.attr("id").expect("id").to_owned();
+    assert_ne!(id, "v1");
+    let answer = |from: &str| {
+        format!("<iq xmlns='{NS}' type='result' id='{id}' from='{from}' to='{ROOM}/alice'/>")
+    };
+    assert!(
+        t.run(&answer("eve@x/e")).outcome.sends.is_empty(),
+        "only the target answers"
+    );
+    let back = t.run(&answer("bob@x/b"));
+    let r = sent(&back.outcome)[0].0.clone();
+    assert_eq!(r.attr("to"), Some("alice@x/a"));
+    assert_eq!(r.attr("from"), Some("coven@muc.x/bob"));
+    assert_eq!(r.attr("id"), Some("v1"));
+}
