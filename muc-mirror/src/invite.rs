@@ -90,6 +90,10 @@ impl Room {
             let mut ux = Element::bare("x", NS_MUC_USER);
             let mut inv = elem("invite", NS_MUC_USER, &[("from", &from_nick)]);
             inv.append_child(text_elem("reason", NS_MUC_USER, &reason));
+            // MUC-INV-02: a <continue/> (XEP-0045 §7.8.2) goes along.
+            if let Some(c) = invite.children().find(|c| c.is("continue", NS_MUC_USER)) {
+                inv.append_child(c.clone());
+            }
             ux.append_child(inv);
             if let Some(p) = &self.settings.password {
                 ux.append_child(text_elem("password", NS_MUC_USER, p));
@@ -102,6 +106,13 @@ impl Room {
             ));
             // XEP-0249 alongside, for clients that only read direct invitations.
             m.append_child(elem("x", NS_CONFERENCE, &[("jid", &room)]));
+            // REQUIREMENTS §12: a MIX client can take the same invitation to the channel; it
+            // carries a token, so it also opens a members-only channel to the invitee.
+            let (mix, write) =
+                self.channel
+                    .issue_invitation(&inviter.bare, &invitee.to_bare().to_string(), ctx);
+            out.writes.push(write);
+            m.append_child(mix);
             out.sends.push(Send::One(m));
         }
         out

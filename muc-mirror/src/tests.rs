@@ -896,3 +896,35 @@ fn iqs_to_occupants_are_relayed_without_real_jids() {
     assert_eq!(r.attr("from"), Some("coven@muc.x/bob"));
     assert_eq!(r.attr("id"), Some("v1"));
 }
+
+#[test]
+fn a_mediated_invitation_carries_a_mix_invitation_for_the_channel() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    let out = t.run(&format!(
+        "<message xmlns='{NS}' from='owner@x/o' to='{ROOM}'><x xmlns='{NS_MUC_USER}'>\
+         <invite to='juliet@x'><continue thread='t1'/></invite></x></message>"
+    ));
+    let m = sent(&out.outcome)
+        .into_iter()
+        .find(|(_, to)| to == &["juliet@x".to_owned()])
+        .map(|(e, _)| e)
+        .expect("the invitation");
+    assert!(to_string(&m).contains("thread='t1'"), "<continue/> kept");
+    let inv = m
+        .get_child("invitation", NS_MISC)
+        .expect("a MIX invitation (REQUIREMENTS §12)")
+        .clone();
+    assert_eq!(
+        inv.get_child("channel", NS_MISC).map(|c| c.text()),
+        Some(CHAN.into())
+    );
+    // A MIX client joins the channel with it.
+    let join = t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='j' from='juliet@x/j' to='{CHAN}'><join xmlns='{NS_CORE}'>\
+         <subscribe node='{NODE_MESSAGES}'/><nick>juliet</nick>{}</join></iq>",
+        to_string(&inv)
+    ));
+    assert_eq!(sent(&join.outcome)[0].0.attr("type"), Some("result"));
+}

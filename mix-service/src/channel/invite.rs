@@ -75,26 +75,40 @@ impl Channel {
         if self.role(&invitee) == Role::Banned {
             return Outcome::error(st, forbidden("the invitee is banned from this channel"));
         }
+        let (invitation, write) = self.issue_invitation(&inviter, &invitee, ctx);
+        let mut result = Element::bare("invite", NS_MISC);
+        result.append_child(invitation);
+        let mut out = Outcome::reply(iq_result(st, Some(result)));
+        out.writes.push(write);
+        out
+    }
+
+    /// A new invitation of `invitee` by `inviter` (rights checked by the caller): the
+    /// `<invitation/>` to hand over, and the write that stores it.
+    pub fn issue_invitation(
+        &mut self,
+        inviter: &str,
+        invitee: &str,
+        ctx: &mut Ctx<'_>,
+    ) -> (Element, Write) {
         let row = InvitationRow {
             token: ctx.ids.stanza_id(),
             kind: "mix".into(),
-            inviter: inviter.clone(),
-            invitee: invitee.clone(),
+            inviter: inviter.to_owned(),
+            invitee: invitee.to_owned(),
             created_us: ctx.now_us,
             expires_us: ctx.now_us.saturating_add(INVITATION_TTL_US),
             state: InvitationState::Pending,
         };
         // Expired invitations leave memory as new ones come.
         self.invitations.retain(|_, r| r.expires_us > ctx.now_us);
-        let mut result = Element::bare("invite", NS_MISC);
-        result.append_child(self.invitation_element(&row));
-        let mut out = Outcome::reply(iq_result(st, Some(result)));
-        out.writes.push(Write::Invitation {
+        let el = self.invitation_element(&row);
+        let write = Write::Invitation {
             channel: self.name.clone(),
             row: row.clone(),
-        });
+        };
         self.invitations.insert(row.token.clone(), row);
-        out
+        (el, write)
     }
 
     fn invitation_element(&self, row: &InvitationRow) -> Element {
