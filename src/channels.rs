@@ -39,6 +39,8 @@ pub enum ChannelMsg {
     Expire,
     /// mixd is stopping: MUC occupants are told (status 332).
     Shutdown,
+    /// Some pending invitations have lapsed.
+    InvitationsDue,
 }
 
 pub fn now_us() -> i64 {
@@ -263,7 +265,10 @@ impl Task {
     ) {
         let st = match msg {
             ChannelMsg::Stanza(st) | ChannelMsg::Destroy(st) => st,
-            ChannelMsg::NickRegistered { .. } | ChannelMsg::Expire | ChannelMsg::Shutdown => {
+            ChannelMsg::NickRegistered { .. }
+            | ChannelMsg::Expire
+            | ChannelMsg::Shutdown
+            | ChannelMsg::InvitationsDue => {
                 return;
             }
         };
@@ -388,6 +393,10 @@ impl Task {
                             room.after(out)
                         }
                         ChannelMsg::Shutdown => room.shutdown(),
+                        ChannelMsg::InvitationsDue => {
+                            let out = room.lapse_invitations(&mut ctx);
+                            out.into()
+                        }
                     };
                     outcomes.push((out, msg));
                 }
@@ -537,6 +546,9 @@ impl Task {
             }
         }
         self.send_el(&h.subject).await;
+        for el in &h.then {
+            self.send_el(el).await;
+        }
     }
 
     /// A MUC join to a room that does not exist creates it, the joiner its owner (XEP-0045

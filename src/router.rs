@@ -88,6 +88,21 @@ impl Router {
             }
             Err(e) => tracing::warn!(error = %e, "reading channel lifetimes failed"),
         }
+        // Seed 000: invitations with a time to live lapse.
+        match self
+            .store
+            .channels_with_lapsed_invitations(crate::channels::now_us())
+            .await
+        {
+            Ok(names) => {
+                for name in names {
+                    self.channels
+                        .deliver(&name, ChannelMsg::InvitationsDue)
+                        .await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading invitations failed"),
+        }
     }
 
     async fn handle(&mut self, a: Arrival) {

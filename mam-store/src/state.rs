@@ -208,6 +208,18 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
+    /// Channels holding pending invitations whose time has passed.
+    pub async fn channels_with_lapsed_invitations(
+        &self,
+        now_us: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT DISTINCT channel FROM invitations WHERE state = 'pending' AND expires_us <= $1 \
+             ORDER BY channel")
+            .bind(now_us).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
     /// The channels `jid` (bare) is an active participant of.
     pub async fn channels_of(&self, jid: &str) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = on_pool!(self, p => sqlx::query_as(
@@ -591,6 +603,20 @@ mod tests {
         let state = store.load_channel("c").await.expect("load").expect("c");
         assert_eq!(state.invitations, [row("t1", InvitationState::Pending)]);
         assert!(store.expired_channels(49).await.expect("q").is_empty());
+        assert!(
+            store
+                .channels_with_lapsed_invitations(99)
+                .await
+                .expect("q")
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .channels_with_lapsed_invitations(100)
+                .await
+                .expect("q"),
+            ["c"]
+        );
         assert_eq!(store.expired_channels(50).await.expect("q"), ["c"]);
         store
             .commit(&[Write::EndOfLife {

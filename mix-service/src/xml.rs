@@ -94,6 +94,22 @@ pub fn renamespace(el: &Element, from: &str, to: &str) -> Element {
     out
 }
 
+/// Set an attribute in a namespace (`wmi:ttl` in seed 000's invitations).
+pub fn set_attr_ns(el: &mut Element, ns: &str, name: &str, value: &str) {
+    if let Ok(n) = NcName::try_from(name) {
+        el.attrs_mut()
+            .insert(Namespace::from(ns.to_owned()), n, value.to_owned());
+    }
+}
+
+/// An attribute by local name, in whatever namespace.
+pub fn attr_any_ns<'a>(el: &'a Element, name: &str) -> Option<&'a str> {
+    el.attrs()
+        .iter()
+        .find(|((_, n), _)| n.as_str() == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Copy `el` with its attributes and only the child elements `keep` accepts.
 pub fn filtered(el: &Element, keep: impl Fn(&Element) -> bool) -> Element {
     let mut out = Element::bare(el.name(), el.ns());

@@ -681,6 +681,7 @@ impl Room {
 
     fn destroy(&mut self, st: &Element, d: &Element, from: &Jid) -> Outcome {
         let mut out = self.channel.destroy(st, from);
+        self.cancel_all_invitations(&mut out);
         // The occupants hear why, and where to go (XEP-0045 §10.9).
         let mut destroy = Element::bare("destroy", NS_MUC_USER);
         if let Some(j) = d.attr("jid") {

@@ -1,6 +1,11 @@
-//! XEP-0045 §7.8.2 mediated invitations and their declines, through the room.
+//! XEP-0045 §7.8.2 mediated invitations and their declines, through the room, with the
+//! lifetime and cancellation of seed 000 (`wimba:muc:invite`): an invitation may carry a time
+//! to live; when it lapses unanswered, the room tells the invitee and the occupants; the
+//! inviter may cancel it; a newcomer learns of the pending ones; destroying the room cancels
+//! them. Invitations are kept by the channel, so they survive restarts.
 
 use jid::Jid;
+use mam_store::{InvitationRow, InvitationState};
 use minidom::Element;
 use mix_service::channel::{Ctx, Outcome, Send};
 use mix_service::stanza::{NS_STANZA, error};
@@ -10,6 +15,13 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use crate::room::{NS_MUC_USER, Room, muc_error};
 
 pub const NS_CONFERENCE: &str = "jabber:x:conference";
+/// Seed 000's extension for invitation lifetimes and cancellation.
+pub const NS_WMI: &str = "wimba:muc:invite";
+/// How long an invitation without a time to live holds.
+pub const DEFAULT_TTL_S: i64 = 7 * 24 * 3600;
+/// One occupant may send this many invitations per [`INVITE_WINDOW_US`]; more are refused.
+pub const INVITE_BURST: usize = 10;
+pub const INVITE_WINDOW_US: i64 = 60_000_000;
 
 impl Room {
     /// A message to the room carrying `<invite/>`s or a `<decline/>`.
@@ -21,7 +33,15 @@ impl Room {
         ctx: &mut Ctx<'_>,
     ) -> Outcome {
         if let Some(decline) = x.children().find(|c| c.is("decline", NS_MUC_USER)) {
-            return self.decline(st, decline, from);
+            let mut out = self.decline(st, decline, from);
+            let bare = from.to_bare().to_string();
+            for (_, w) in self.channel.close_invitations(
+                |r| r.kind == "muc" && r.invitee == bare,
+                InvitationState::Cancelled,
+            ) {
+                out.writes.push(w);
+            }
+            return out;
         }
         let Some(inviter) = self.occupant_of(from).cloned() else {
             return muc_error(
@@ -52,10 +72,47 @@ impl Room {
             .children()
             .filter(|c| c.is("invite", NS_MUC_USER))
             .collect();
+        // Every invitation is checked before any is sent: a bad one refuses the message.
+        let mut ttls = Vec::with_capacity(invites.len());
+        for invite in &invites {
+            match attr_any_ns(invite, "ttl").map(|t| t.trim().parse::<i64>()) {
+                None => ttls.push(None),
+                Some(Ok(t)) if t > 0 => ttls.push(Some(t)),
+                Some(_) => {
+                    return muc_error(
+                        st,
+                        error(
+                            ErrorType::Modify,
+                            DefinedCondition::BadRequest,
+                            "ttl is a number of seconds above zero",
+                        ),
+                    );
+                }
+            }
+        }
+        // Flood limit, per inviter: a sliding window of recent invitations.
+        let times = self.invite_times.entry(inviter.bare.clone()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| *t <= ctx.now_us - INVITE_WINDOW_US)
+        {
+            times.pop_front();
+        }
+        if times.len() + invites.len() > INVITE_BURST {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Wait,
+                    DefinedCondition::PolicyViolation,
+                    "too many invitations: wait a minute before inviting more",
+                ),
+            );
+        }
+        times.extend(std::iter::repeat_n(ctx.now_us, invites.len()));
         let mut out = Outcome::default();
         let room = self.jid.to_string();
         let from_nick = format!("{room}/{}", inviter.nick);
-        for invite in invites {
+        for (invite, ttl) in invites.into_iter().zip(ttls) {
             let Some(invitee) = invite.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
                 return muc_error(
                     st,
@@ -87,8 +144,27 @@ impl Room {
             if let Some(id) = st.attr("id") {
                 set_attr(&mut m, "id", id);
             }
+            // Seed 000: a time to live (else the default), kept with the invitation.
+            let lifetime = ttl.unwrap_or(DEFAULT_TTL_S);
+            out.writes.push(
+                self.channel.record_invitation(InvitationRow {
+                    token: ctx.ids.stanza_id(),
+                    kind: "muc".into(),
+                    inviter: from.to_string(),
+                    invitee: invitee.to_bare().to_string(),
+                    created_us: ctx.now_us,
+                    expires_us: ctx
+                        .now_us
+                        .saturating_add(lifetime.saturating_mul(1_000_000)),
+                    state: InvitationState::Pending,
+                }),
+            );
             let mut ux = Element::bare("x", NS_MUC_USER);
             let mut inv = elem("invite", NS_MUC_USER, &[("from", &from_nick)]);
+            if let Some(t) = ttl {
+                set_attr_ns(&mut inv, NS_WMI, "ttl", &t.to_string());
+                set_attr_ns(&mut inv, NS_WMI, "timestamp", &datetime(ctx.now_us));
+            }
             inv.append_child(text_elem("reason", NS_MUC_USER, &reason));
             // MUC-INV-02: a <continue/> (XEP-0045 §7.8.2) goes along.
             if let Some(c) = invite.children().find(|c| c.is("continue", NS_MUC_USER)) {
@@ -116,6 +192,248 @@ impl Room {
             out.sends.push(Send::One(m));
         }
         out
+    }
+
+    /// Seed 000: the inviter (or a moderator) cancels a pending invitation; the invitee and
+    /// the occupants are told.
+    pub(crate) fn cancel_invitation(
+        &mut self,
+        st: &Element,
+        cancel: &Element,
+        from: &Jid,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let _ = ctx;
+        let Some(canceller) = self.occupant_of(from).cloned() else {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Modify,
+                    DefinedCondition::NotAcceptable,
+                    "not an occupant",
+                ),
+            );
+        };
+        let Some(invitee) = cancel
+            .attr("to")
+            .and_then(|t| t.parse::<Jid>().ok())
+            .map(|j| j.to_bare().to_string())
+        else {
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Modify,
+                    DefinedCondition::JidMalformed,
+                    "cancel whose invitation?",
+                ),
+            );
+        };
+        let moderator = self.is_moderator(&canceller.bare);
+        let bare = canceller.bare.clone();
+        let closed = self.channel.close_invitations(
+            |r| {
+                r.kind == "muc"
+                    && r.invitee == invitee
+                    && (moderator || r.inviter.split('/').next() == Some(bare.as_str()))
+            },
+            InvitationState::Cancelled,
+        );
+        if closed.is_empty() {
+            let someone_elses = self
+                .channel
+                .pending_invitations("muc")
+                .iter()
+                .any(|r| r.invitee == invitee);
+            if someone_elses {
+                return muc_error(
+                    st,
+                    error(
+                        ErrorType::Auth,
+                        DefinedCondition::Forbidden,
+                        "only the inviter or a moderator cancels an invitation",
+                    ),
+                );
+            }
+            return muc_error(
+                st,
+                error(
+                    ErrorType::Cancel,
+                    DefinedCondition::ItemNotFound,
+                    "no pending invitation of yours for that user",
+                ),
+            );
+        }
+        let reason = cancel
+            .children()
+            .find(|c| c.name() == "reason")
+            .map(|r| r.text());
+        let mut out = Outcome::default();
+        let room = self.jid.to_string();
+        for (row, write) in closed {
+            out.writes.push(write);
+            // Seed 000 shows type='groupchat', but a server refuses a groupchat message to a
+            // bare JID (RFC 6121 §8.5.2.1.1) and the invitee is no occupant: a normal message.
+            let mut m = elem(
+                "message",
+                NS_STANZA,
+                &[("from", &room), ("to", &row.invitee)],
+            );
+            let mut x = Element::bare("x", NS_WMI);
+            let mut c = elem("cancel-invite", NS_WMI, &[("from", &row.inviter)]);
+            if let Some(r) = &reason {
+                c.append_child(text_elem("reason", NS_WMI, r));
+            }
+            x.append_child(c);
+            m.append_child(x);
+            out.sends.push(Send::One(m));
+        }
+        // The occupants see it as the canceller's groupchat (seed 000).
+        let to = self.audience();
+        if !to.is_empty() {
+            let mut m = elem(
+                "message",
+                NS_STANZA,
+                &[
+                    ("from", &format!("{room}/{}", canceller.nick)),
+                    ("type", "groupchat"),
+                ],
+            );
+            let mut x = Element::bare("x", NS_WMI);
+            let mut c = elem("cancel-invite", NS_WMI, &[("to", &invitee)]);
+            if let Some(r) = &reason {
+                c.append_child(text_elem("reason", NS_WMI, r));
+            }
+            x.append_child(c);
+            m.append_child(x);
+            out.sends.push(Send::Fanout { stanza: m, to });
+        }
+        out
+    }
+
+    /// Seed 000: invitations whose time has passed lapse: the invitee gets a cancel-invite
+    /// with `<timeout/>`, the occupants a notice naming the inviter (MIX invitations lapse
+    /// silently: nothing was announced for them).
+    pub fn lapse_invitations(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        let now = ctx.now_us;
+        let closed = self
+            .channel
+            .close_invitations(|r| r.expires_us <= now, InvitationState::Cancelled);
+        let mut out = Outcome::default();
+        for (row, write) in closed {
+            out.writes.push(write);
+            if row.kind == "muc" {
+                self.announce_cancel(&row, true, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Every pending MUC invitation is cancelled (the room is going away, seed 000).
+    pub(crate) fn cancel_all_invitations(&mut self, out: &mut Outcome) {
+        let closed = self
+            .channel
+            .close_invitations(|r| r.kind == "muc", InvitationState::Cancelled);
+        for (row, write) in closed {
+            out.writes.push(write);
+            self.announce_cancel(&row, false, out);
+        }
+    }
+
+    fn announce_cancel(&self, row: &InvitationRow, timeout: bool, out: &mut Outcome) {
+        let room = self.jid.to_string();
+        let mut m = elem(
+            "message",
+            NS_STANZA,
+            &[("from", &room), ("to", &row.invitee)],
+        );
+        let mut x = Element::bare("x", NS_WMI);
+        let mut c = elem("cancel-invite", NS_WMI, &[("from", &row.inviter)]);
+        if timeout {
+            c.append_child(Element::bare("timeout", NS_WMI));
+        }
+        x.append_child(c);
+        m.append_child(x);
+        out.sends.push(Send::One(m));
+        let to = self.audience();
+        if to.is_empty() {
+            return;
+        }
+        let inviter_bare = row.inviter.split('/').next().unwrap_or_default();
+        let mut n = elem(
+            "message",
+            NS_STANZA,
+            &[("from", &room), ("type", "groupchat")],
+        );
+        let mut ux = Element::bare("x", NS_MUC_USER);
+        let mut item = elem(
+            "item",
+            NS_MUC_USER,
+            &[("affiliation", self.affiliation(inviter_bare))],
+        );
+        if let Some(o) = self.occupant(inviter_bare) {
+            set_attr(&mut item, "nick", &o.nick);
+            set_attr(&mut item, "role", self.role(inviter_bare));
+        }
+        if self.non_anonymous() {
+            set_attr(&mut item, "jid", &row.inviter);
+        }
+        ux.append_child(item);
+        let mut c = elem("cancel-invite", NS_WMI, &[("to", &row.invitee)]);
+        if timeout {
+            c.append_child(Element::bare("timeout", NS_WMI));
+        }
+        ux.append_child(c);
+        n.append_child(ux);
+        out.sends.push(Send::Fanout { stanza: n, to });
+    }
+
+    /// Seed 000: a newcomer learns of the pending invitations, one `<x/>` per inviter.
+    pub(crate) fn pending_push(&self, to: &str) -> Option<Element> {
+        let pending = self.channel.pending_invitations("muc");
+        if pending.is_empty() {
+            return None;
+        }
+        let mut m = elem(
+            "message",
+            NS_STANZA,
+            &[
+                ("from", &self.jid.to_string()),
+                ("to", to),
+                ("type", "groupchat"),
+            ],
+        );
+        let mut inviters: Vec<&str> = pending.iter().map(|r| r.inviter.as_str()).collect();
+        inviters.dedup();
+        for inviter in inviters {
+            let bare = inviter.split('/').next().unwrap_or_default();
+            let mut ux = Element::bare("x", NS_MUC_USER);
+            let mut item = elem(
+                "item",
+                NS_MUC_USER,
+                &[("affiliation", self.affiliation(bare))],
+            );
+            if let Some(o) = self.occupant(bare) {
+                set_attr(&mut item, "nick", &o.nick);
+                set_attr(&mut item, "role", self.role(bare));
+            }
+            if self.non_anonymous() {
+                set_attr(&mut item, "jid", inviter);
+            }
+            ux.append_child(item);
+            for r in pending.iter().filter(|r| r.inviter == inviter) {
+                let mut inv = elem("invite", NS_MUC_USER, &[("to", &r.invitee)]);
+                set_attr_ns(&mut inv, NS_WMI, "timestamp", &datetime(r.created_us));
+                set_attr_ns(
+                    &mut inv,
+                    NS_WMI,
+                    "ttl",
+                    &((r.expires_us - r.created_us) / 1_000_000).to_string(),
+                );
+                ux.append_child(inv);
+            }
+            m.append_child(ux);
+        }
+        Some(m)
     }
 
     /// §7.8.2: a decline goes to the inviter, from the room.

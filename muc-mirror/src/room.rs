@@ -58,6 +58,8 @@ pub struct History {
     pub maxchars: Option<usize>,
     /// The subject message, sent after the history.
     pub subject: Element,
+    /// Sent after the subject: live notices such as pending invitations (seed 000).
+    pub then: Vec<Element>,
 }
 
 /// How long a relayed IQ waits for its answer, and how many may wait.
@@ -131,6 +133,9 @@ pub struct Room {
     /// The service's cap for very large rooms: above this many occupants, only moderators'
     /// presence is broadcast, whatever the room's own setting.
     pub presence_cap: Option<usize>,
+    /// When each inviter last invited, for the flood limit (seed 000 invitations are cheap to
+    /// send and each one reaches a stranger).
+    pub(crate) invite_times: std::collections::HashMap<String, std::collections::VecDeque<i64>>,
 }
 
 pub(crate) fn muc_error(st: &Element, err: StanzaError) -> Outcome {
@@ -172,6 +177,7 @@ impl Room {
             settings,
             presence_cap: None,
             relays: std::collections::HashMap::new(),
+            invite_times: std::collections::HashMap::new(),
         }
     }
 
@@ -879,6 +885,13 @@ impl Room {
         out.sends.push(Send::One(own));
         // (3) history and (4) the subject: read and sent by the shell, in that order.
         let history = self.history_request(st, &full, ctx.now_us);
+        // The invitee came: its invitations are used.
+        for (_, w) in self.channel.close_invitations(
+            |r| r.kind == "muc" && r.invitee == bare,
+            mam_store::InvitationState::Used,
+        ) {
+            out.writes.push(w);
+        }
         let mut r = RoomOutcome::from(out);
         r.history.push(history);
         r
@@ -910,6 +923,7 @@ impl Room {
             since_us,
             maxchars,
             subject: self.subject_message(full),
+            then: self.pending_push(full).into_iter().collect(),
         }
     }
 
@@ -1141,6 +1155,16 @@ impl Room {
             )
             .into();
         };
+        // Seed 000: cancelling a pending invitation (any <x/> holding a <cancel-invite/>).
+        if let Some(cancel) = st
+            .children()
+            .filter(|c| c.name() == "x")
+            .flat_map(|x| x.children())
+            .find(|c| c.name() == "cancel-invite")
+        {
+            let cancel = cancel.clone();
+            return self.cancel_invitation(st, &cancel, from, ctx).into();
+        }
         if self.role(&occupant.bare) == "visitor" {
             // MUC-MSG-02: a visitor has no voice.
             return muc_error(

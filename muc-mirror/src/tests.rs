@@ -509,6 +509,7 @@ fn history_is_the_archive_seen_from_the_room_within_its_limits() {
         since_us: None,
         maxchars: Some(700),
         subject: Element::bare("message", NS),
+        then: Vec::new(),
     };
     let row = |i: usize| mam_store::ArchiveRow {
         id: format!("a{i}"),
@@ -927,4 +928,116 @@ fn a_mediated_invitation_carries_a_mix_invitation_for_the_channel() {
         to_string(&inv)
     ));
     assert_eq!(sent(&join.outcome)[0].0.attr("type"), Some("result"));
+}
+
+#[test]
+fn invitations_live_for_their_ttl_can_be_cancelled_and_are_shown_to_newcomers() {
+    use crate::invite::{INVITE_BURST, NS_WMI};
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    let invite = |t: &mut T, to: &str, ttl: &str| {
+        t.run(&format!(
+            "<message xmlns='{NS}' from='owner@x/o' to='{ROOM}'>\
+             <x xmlns='{NS_MUC_USER}' xmlns:wmi='{NS_WMI}'><invite to='{to}' wmi:ttl='{ttl}'/></x></message>"
+        ))
+    };
+    let out = invite(&mut t, "hag@x", "30");
+    let m = sent(&out.outcome)
+        .into_iter()
+        .find(|(_, to)| to == &["hag@x".to_owned()])
+        .map(|(e, _)| e)
+        .expect("invitation");
+    let inv = m
+        .get_child("x", NS_MUC_USER)
+        .and_then(|x| x.get_child("invite", NS_MUC_USER))
+        .expect("invite");
+    assert_eq!(
+        attr_any_ns(inv, "ttl"),
+        Some("30"),
+        "seed 000: the ttl goes along"
+    );
+    assert!(attr_any_ns(inv, "timestamp").is_some());
+    // A newcomer learns of the pending invitation, after the subject.
+    let out = t.enter("alice@x/a", "alice");
+    let push = &out.history[0].then;
+    assert_eq!(push.len(), 1);
+    assert!(to_string(&push[0]).contains("to='hag@x'"));
+    // The inviter cancels it: the invitee and the occupants are told.
+    let out = t.run(&format!(
+        "<message xmlns='{NS}' type='groupchat' from='owner@x/o' to='{ROOM}'>\
+         <x xmlns='{NS_WMI}'><cancel-invite to='hag@x'><reason>bah!</reason></cancel-invite></x></message>"
+    ));
+    let s = sent(&out.outcome);
+    let to_hag = to_whom(&s, "hag@x")[0];
+    assert!(to_string(to_hag).contains("cancel-invite"));
+    assert!(to_string(to_hag).contains("bah!"));
+    assert_eq!(
+        to_whom(&s, "alice@x/a")[0].attr("from"),
+        Some("coven@muc.x/owner")
+    );
+    assert!(t.room.channel.pending_invitations("muc").is_empty());
+    // A lapsed invitation: cancel-invite with <timeout/> to the invitee, a notice to occupants.
+    invite(&mut t, "cat@x", "1");
+    let mut ids = Counter(9_000_000);
+    let nicks = NickRegistry::default();
+    let mut ctx = Ctx {
+        now_us: 10_000_000_000,
+        ids: &mut ids,
+        nicks: &nicks,
+    };
+    let out = t.room.lapse_invitations(&mut ctx);
+    let s = sent(&out);
+    let to_cat = to_whom(&s, "cat@x")[0];
+    assert!(
+        to_cat
+            .get_child("x", NS_WMI)
+            .and_then(|x| x.get_child("cancel-invite", NS_WMI))
+            .and_then(|c| c.get_child("timeout", NS_WMI))
+            .is_some()
+    );
+    assert!(
+        !to_whom(&s, "alice@x/a").is_empty(),
+        "the occupants hear of it"
+    );
+    assert!(out.writes.iter().any(|w| matches!(w, mam_store::Write::Invitation { row, .. } if row.state == mam_store::InvitationState::Cancelled)));
+    // An invitee who enters uses the invitation.
+    invite(&mut t, "dog@x", "600");
+    let out = t.enter("dog@x/d", "dog");
+    assert!(out.outcome.writes.iter().any(|w| matches!(w, mam_store::Write::Invitation { row, .. } if row.state == mam_store::InvitationState::Used)));
+    assert!(t.room.channel.pending_invitations("muc").is_empty());
+    // Bad input: a ttl that is not a positive integer, cancelling what does not exist or what
+    // someone else sent, a flood of invitations.
+    for bad in ["abc", "0", "-5", "1.5", ""] {
+        let out = invite(&mut t, "eve@x", bad);
+        assert_eq!(condition(&out), "bad-request", "ttl {bad:?}");
+    }
+    let cancel = |t: &mut T, from: &str, to: &str| {
+        t.run(&format!(
+            "<message xmlns='{NS}' type='groupchat' from='{from}' to='{ROOM}'>\
+             <x xmlns:wmi='{NS_WMI}'><cancel-invite to='{to}'/></x></message>"
+        ))
+    };
+    let out = cancel(&mut t, "owner@x/o", "nobody@x");
+    assert_eq!(condition(&out), "item-not-found");
+    invite(&mut t, "fox@x", "600");
+    let out = cancel(&mut t, "alice@x/a", "fox@x");
+    assert_eq!(condition(&out), "forbidden");
+    // The seed's loose spelling (cancel-invite in no namespace of its own) is accepted.
+    let out = cancel(&mut t, "owner@x/o", "fox@x");
+    assert!(to_string(to_whom(&sent(&out.outcome), "fox@x")[0]).contains("cancel-invite"));
+    let mut refused = None;
+    for i in 0..12 {
+        let out = invite(&mut t, &format!("p{i}@x"), "600");
+        if !sent(&out.outcome)
+            .iter()
+            .any(|(_, to)| to == &[format!("p{i}@x")])
+        {
+            refused = Some((i, condition(&out)));
+            break;
+        }
+    }
+    let (i, cond) = refused.expect("a flood is cut off");
+    assert_eq!(cond, "policy-violation");
+    assert!(i <= INVITE_BURST, "refused after {i} invitations");
 }

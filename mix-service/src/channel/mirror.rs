@@ -373,6 +373,57 @@ impl Channel {
         out
     }
 
+    /// Keep an invitation the room issued (a MUC mediated invitation, with its lifetime).
+    pub fn record_invitation(&mut self, row: mam_store::InvitationRow) -> mam_store::Write {
+        let write = mam_store::Write::Invitation {
+            channel: self.name.clone(),
+            row: row.clone(),
+        };
+        self.invitations.insert(row.token.clone(), row);
+        write
+    }
+
+    /// Pending invitations of a kind (`mix`, `muc`).
+    pub fn pending_invitations(&self, kind: &str) -> Vec<mam_store::InvitationRow> {
+        let mut v: Vec<_> = self
+            .invitations
+            .values()
+            .filter(|r| r.kind == kind)
+            .cloned()
+            .collect();
+        v.sort_by_key(|r| r.created_us);
+        v
+    }
+
+    /// Close the pending invitations `which` selects (used, declined, cancelled, lapsed):
+    /// they leave memory, and the writes record their new state.
+    pub fn close_invitations(
+        &mut self,
+        which: impl Fn(&mam_store::InvitationRow) -> bool,
+        state: mam_store::InvitationState,
+    ) -> Vec<(mam_store::InvitationRow, mam_store::Write)> {
+        let tokens: Vec<String> = self
+            .invitations
+            .values()
+            .filter(|r| which(r))
+            .map(|r| r.token.clone())
+            .collect();
+        let mut out = Vec::new();
+        for t in tokens {
+            if let Some(row) = self.invitations.remove(&t) {
+                let write = mam_store::Write::Invitation {
+                    channel: self.name.clone(),
+                    row: mam_store::InvitationRow {
+                        state,
+                        ..row.clone()
+                    },
+                };
+                out.push((row, write));
+            }
+        }
+        out
+    }
+
     /// The items of the banned node (bare JIDs or domains).
     pub fn banned(&self) -> Vec<String> {
         self.node_items(NODE_BANNED)
