@@ -7,7 +7,7 @@
 use jid::Jid;
 use minidom::Element;
 use mix_service::channel::{Ctx, Outcome, Role, Send};
-use mix_service::stanza::{error, iq_result};
+use mix_service::stanza::{NS_STANZA, error, iq_result};
 use mix_service::xml::*;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
@@ -681,7 +681,6 @@ impl Room {
 
     fn destroy(&mut self, st: &Element, d: &Element, from: &Jid) -> Outcome {
         let mut out = self.channel.destroy(st, from);
-        self.cancel_all_invitations(&mut out);
         // The occupants hear why, and where to go (XEP-0045 §10.9).
         let mut destroy = Element::bare("destroy", NS_MUC_USER);
         if let Some(j) = d.attr("jid") {
@@ -690,16 +689,7 @@ impl Room {
         if let Some(r) = d.children().find(|c| c.name() == "reason") {
             destroy.append_child(text_elem("reason", NS_MUC_USER, &r.text()));
         }
-        for o in self.take_occupants() {
-            for full in o.sessions.keys() {
-                let mut p = self.occupant_presence(&o.bare, &o.nick, None, Some(full), true, true);
-                set_attr(&mut p, "to", full);
-                if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
-                    x.append_child(destroy.clone());
-                }
-                out.sends.push(Send::One(p));
-            }
-        }
+        self.destroyed(destroy, &mut out);
         out.events
             .retain(|e| !matches!(e, mix_service::channel::ChannelEvent::Destroyed));
         // §10.9: the occupants hear of it, then the owner gets the IQ result.
@@ -708,6 +698,35 @@ impl Room {
             out.sends.push(result);
         }
         out
+    }
+
+    /// The room is gone: every pending invitee is told (seed 000) and every occupant session
+    /// gets one unavailable presence with `<destroy/>` (XEP-0045 §10.9: affiliation and role
+    /// none, even without an alternate venue or reason).
+    pub(crate) fn destroyed(&mut self, destroy: Element, out: &mut Outcome) {
+        self.cancel_all_invitations(out);
+        for o in self.take_occupants() {
+            for full in o.sessions.keys() {
+                let mut p = elem(
+                    "presence",
+                    NS_STANZA,
+                    &[
+                        ("from", &format!("{}/{}", self.jid, o.nick)),
+                        ("to", full),
+                        ("type", "unavailable"),
+                    ],
+                );
+                let mut x = Element::bare("x", NS_MUC_USER);
+                x.append_child(elem(
+                    "item",
+                    NS_MUC_USER,
+                    &[("affiliation", "none"), ("role", "none")],
+                ));
+                x.append_child(destroy.clone());
+                p.append_child(x);
+                out.sends.push(Send::One(p));
+            }
+        }
     }
 
     /// The room configuration as a `muc#roomconfig` form (XEP-0045 §15.5.3).

@@ -279,7 +279,11 @@ impl Room {
                 &[("from", &room), ("to", &row.invitee)],
             );
             let mut x = Element::bare("x", NS_WMI);
-            let mut c = elem("cancel-invite", NS_WMI, &[("from", &row.inviter)]);
+            let mut c = elem(
+                "cancel-invite",
+                NS_WMI,
+                &[("from", &self.inviter_as_seen(&row))],
+            );
             if let Some(r) = &reason {
                 c.append_child(text_elem("reason", NS_WMI, r));
             }
@@ -322,7 +326,8 @@ impl Room {
         for (row, write) in closed {
             out.writes.push(write);
             if row.kind == "muc" {
-                self.announce_cancel(&row, true, &mut out);
+                let to = self.audience();
+                self.announce_cancel(&row, true, &to, &mut out);
             }
         }
         out
@@ -335,11 +340,19 @@ impl Room {
             .close_invitations(|r| r.kind == "muc", InvitationState::Cancelled);
         for (row, write) in closed {
             out.writes.push(write);
-            self.announce_cancel(&row, false, out);
+            // Only the invitee: the occupants are about to hear the room is gone.
+            self.announce_cancel(&row, false, &[], out);
         }
     }
 
-    fn announce_cancel(&self, row: &InvitationRow, timeout: bool, out: &mut Outcome) {
+    /// The invitee gets a cancel-invite, and the occupants `to` a notice naming the inviter.
+    fn announce_cancel(
+        &self,
+        row: &InvitationRow,
+        timeout: bool,
+        to: &[String],
+        out: &mut Outcome,
+    ) {
         let room = self.jid.to_string();
         let mut m = elem(
             "message",
@@ -347,14 +360,17 @@ impl Room {
             &[("from", &room), ("to", &row.invitee)],
         );
         let mut x = Element::bare("x", NS_WMI);
-        let mut c = elem("cancel-invite", NS_WMI, &[("from", &row.inviter)]);
+        let mut c = elem(
+            "cancel-invite",
+            NS_WMI,
+            &[("from", &self.inviter_as_seen(row))],
+        );
         if timeout {
             c.append_child(Element::bare("timeout", NS_WMI));
         }
         x.append_child(c);
         m.append_child(x);
         out.sends.push(Send::One(m));
-        let to = self.audience();
         if to.is_empty() {
             return;
         }
@@ -384,7 +400,22 @@ impl Room {
         }
         ux.append_child(c);
         n.append_child(ux);
-        out.sends.push(Send::Fanout { stanza: n, to });
+        out.sends.push(Send::Fanout {
+            stanza: n,
+            to: to.to_vec(),
+        });
+    }
+
+    /// Who the invitee is told cancelled: the seed shows the inviter's real JID, but the
+    /// invitation itself came from the inviter's occupant JID (seed 004), and a semi-anonymous
+    /// room must not reveal more to a stranger than it did then; once the inviter has left, the
+    /// room speaks for them.
+    fn inviter_as_seen(&self, row: &InvitationRow) -> String {
+        let bare = row.inviter.split('/').next().unwrap_or_default();
+        match self.occupant(bare) {
+            Some(o) => format!("{}/{}", self.jid, o.nick),
+            None => self.jid.to_string(),
+        }
     }
 
     /// Seed 000: a newcomer learns of the pending invitations, one `<x/>` per inviter.
@@ -403,6 +434,7 @@ impl Room {
             ],
         );
         let mut inviters: Vec<&str> = pending.iter().map(|r| r.inviter.as_str()).collect();
+        inviters.sort_unstable();
         inviters.dedup();
         for inviter in inviters {
             let bare = inviter.split('/').next().unwrap_or_default();

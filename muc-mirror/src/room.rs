@@ -1671,23 +1671,7 @@ impl Room {
                     }
                 }
                 ChannelEvent::Destroyed => {
-                    for (bare, o) in std::mem::take(&mut self.occupants) {
-                        for full in o.sessions.keys() {
-                            let mut p = self.occupant_presence(
-                                &bare,
-                                &o.nick,
-                                None,
-                                Some(full),
-                                true,
-                                true,
-                            );
-                            set_attr(&mut p, "to", full);
-                            if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
-                                x.append_child(Element::bare("destroy", NS_MUC_USER));
-                            }
-                            out.sends.push(Send::One(p));
-                        }
-                    }
+                    self.destroyed(Element::bare("destroy", NS_MUC_USER), out);
                 }
                 _ => {}
             }

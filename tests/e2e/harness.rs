@@ -270,6 +270,23 @@ impl Mixd {
 }
 
 impl Mixd {
+    /// SIGTERM (a clean shutdown) and hand back the data directory for a restart; Err if mixd
+    /// does not exit in time or exits with a failure.
+    pub fn stop(mut self) -> Result<tempfile::TempDir, String> {
+        self.signal("TERM");
+        let status = self.wait_exit(Duration::from_secs(15));
+        let dir = tempfile::Builder::new()
+            .prefix("mixd-moved-")
+            .tempdir()
+            .map_err(|e| format!("tempdir: {e}"))?;
+        let dir = std::mem::replace(&mut self.dir, dir);
+        match status {
+            Some(s) if s.success() => Ok(dir),
+            Some(s) => Err(format!("mixd exited with {s} on SIGTERM")),
+            None => Err("mixd did not stop within 15 s of SIGTERM".into()),
+        }
+    }
+
     /// `kill -9` (no shutdown of any kind) and hand back the data directory for a restart.
     pub fn kill_hard(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();

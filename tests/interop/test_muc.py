@@ -658,6 +658,8 @@ def test_destroy(deployment):
         assert d is not None, p
         assert d.get("jid") == f"heath@{MUC}"
         assert d.findtext(f"{{{NS_MUC_USER}}}reason") == "Macbeth doth come"
+        item = p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
+        assert (item.get("affiliation"), item.get("role")) == ("none", "none")  # MUC-OWN-20
     assert gone == ("cancel", "item-not-found")
     assert mix == ("cancel", "item-not-found")           # the channel went with the room
     code, listing = mixd.http("GET", "/channels")

@@ -43,7 +43,14 @@ pub trait Transport {
 }
 
 /// Run every step; the first failure ends the script, as in scansion.
-pub async fn execute(t: &mut impl Transport, script: &Script, mode: Mode) -> Result<(), String> {
+/// `service(false)` stops mixd and `service(true)` starts it again on the same data, for the
+/// scripts that restart it (`[Component]` steps).
+pub async fn execute(
+    t: &mut impl Transport,
+    script: &Script,
+    mode: Mode,
+    service: &mut dyn FnMut(bool) -> Result<(), String>,
+) -> Result<(), String> {
     let mut context = script.context.clone();
     // `{scansion:capture:NAME}` values seen so far (Prosody's scansion: the first match
     // captures, later ones must be equal).
@@ -98,6 +105,8 @@ pub async fn execute(t: &mut impl Transport, script: &Script, mode: Mode) -> Res
                     (Ok(expected), Some(rx)) => receive(rx, expected, &mut captures).await,
                 }
             }
+            Verb::ServiceStop => tokio::task::block_in_place(|| service(false)),
+            Verb::ServiceStart => tokio::task::block_in_place(|| service(true)),
             Verb::ReceiveNothing => match boxes.get_mut(who) {
                 None => Err(format!("{who} is not connected")),
                 Some(rx) => {

@@ -150,7 +150,8 @@ pub async fn run_component(script: &Script) -> Result<(), String> {
         )
         .await?;
         tokio::task::block_in_place(|| prepare(&mut mixd, script))?;
-        engine::execute(&mut server, script, Mode::Component).await
+        let mut service = |_: bool| Err("mixd restarts are scripted in client mode only".into());
+        engine::execute(&mut server, script, Mode::Component, &mut service).await
     }
     .await;
     with_log(Mode::Component, script, &mixd, r)
@@ -188,17 +189,63 @@ impl ClientMode {
                 self.accounts.insert(key);
             }
         }
-        let mut mixd = Mixd::start(&self.server.component_addr(), &env_of(script));
+        let component_addr = self.server.component_addr();
+        let env = env_of(script);
+        let mut svc = Service {
+            running: Some(Mixd::start(&component_addr, &env)),
+            stopped: None,
+        };
         let r = async {
-            tokio::task::block_in_place(|| prepare(&mut mixd, script))?;
+            if let Some(mixd) = &mut svc.running {
+                tokio::task::block_in_place(|| prepare(mixd, script))?;
+            }
             let addr = format!("127.0.0.1:{}", self.server.c2s_port);
             let mut clients = c2s::C2sClients::new(addr);
-            engine::execute(&mut clients, script, Mode::Client).await
+            let mut service = |up: bool| svc.set(up, &component_addr, &env);
+            engine::execute(&mut clients, script, Mode::Client, &mut service).await
         }
         .await;
-        let r = with_log(Mode::Client, script, &mixd, r);
+        let r = match &svc.running {
+            Some(mixd) => with_log(Mode::Client, script, mixd, r),
+            None => r,
+        };
         // Stop this mixd before the next one attaches: Prosody takes one link per component.
-        drop(mixd);
+        drop(svc);
         r
+    }
+}
+
+/// The mixd of one client-mode script, which the script may stop and start again.
+struct Service {
+    running: Option<Mixd>,
+    /// The data of a stopped mixd, for the next start.
+    stopped: Option<tempfile::TempDir>,
+}
+
+impl Service {
+    /// Blocking: call through `block_in_place`.
+    fn set(&mut self, up: bool, component_addr: &str, env: &[(&str, &str)]) -> Result<(), String> {
+        if !up {
+            let mixd = self.running.take().ok_or("mixd disconnects twice")?;
+            self.stopped = Some(mixd.stop()?);
+            return Ok(());
+        }
+        let dir = self.stopped.take().ok_or("mixd connects while running")?;
+        let mixd = self
+            .running
+            .insert(Mixd::start_in(dir, component_addr, env));
+        let start = Instant::now();
+        loop {
+            still_running(mixd)?;
+            match mixd.get("/health") {
+                Some((200, _)) => return Ok(()),
+                last if start.elapsed() > STARTUP => {
+                    return Err(format!(
+                        "mixd not healthy again within {STARTUP:?}: {last:?}"
+                    ));
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 }

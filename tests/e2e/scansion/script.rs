@@ -60,6 +60,11 @@ pub enum Verb {
     Send(String),
     Receive(String),
     ReceiveNothing,
+    /// `mixd disconnects`, where `[Component] mixd` names the service under test: mixd stops
+    /// (SIGTERM, a clean shutdown).
+    ServiceStop,
+    /// `mixd connects`: mixd starts again on the same database.
+    ServiceStart,
 }
 
 /// One action of the script.
@@ -81,6 +86,8 @@ impl Step {
             Verb::Send(_) => "sends:",
             Verb::Receive(_) => "receives:",
             Verb::ReceiveNothing => "receives: nothing",
+            Verb::ServiceStop => "disconnects",
+            Verb::ServiceStart => "connects",
         };
         format!("line {}, \"{} {verb}\"", self.line, self.who)
     }
@@ -130,11 +137,22 @@ impl Script {
                 Action::Receive(n, xml) => (n, Verb::Receive((*xml).to_owned()), "receives:"),
                 Action::ReceiveNone(n) => (n, Verb::ReceiveNothing, "receives: nothing"),
             };
-            if !matches!(context.get(who), Some(Entity::Client(_))) {
-                return Err(format!(
-                    "action for '{who}', who is not a [Client] of the script"
-                ));
-            }
+            // A [Component] is mixd itself: it can only stop and start again.
+            let verb = match (context.get(who), verb) {
+                (Some(Entity::Client(_)), verb) => verb,
+                (Some(Entity::Component(_)), Verb::Connect) => Verb::ServiceStart,
+                (Some(Entity::Component(_)), Verb::Disconnect) => Verb::ServiceStop,
+                (Some(Entity::Component(_)), _) => {
+                    return Err(format!(
+                        "'{who}' is the [Component] under test: it only connects and disconnects"
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "action for '{who}', who is not a [Client] of the script"
+                    ));
+                }
+            };
             let found = lines[cursor..].iter().position(|l| {
                 l.strip_prefix(who.as_str())
                     .is_some_and(|rest| rest.trim() == keyword)
