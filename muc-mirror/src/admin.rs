@@ -664,10 +664,13 @@ impl Room {
             return muc_error(st, bad("a configuration form is required"));
         };
         match form.attr("type") {
-            Some("cancel") => {
-                // §10.1.3: cancelling the first configuration leaves the room as it is.
-                Outcome::reply(iq_result(st, None))
+            Some("cancel") if self.settings.locked => {
+                // §10.1.3: cancelling the initial configuration destroys the room (the owner
+                // gets its unavailable presence); a room nobody configured must not linger.
+                self.destroy(st, &Element::bare("destroy", NS_MUC_OWNER), from)
             }
+            // §10.2: cancelling a later configuration changes nothing.
+            Some("cancel") => Outcome::reply(iq_result(st, None)),
             Some("submit") => match self.configure(&actor, form, ctx) {
                 Ok(mut out) => {
                     out.sends.insert(0, Send::One(iq_result(st, None)));

@@ -17,7 +17,7 @@ use crate::room::{NS_MUC_USER, Room, muc_error};
 pub const NS_CONFERENCE: &str = "jabber:x:conference";
 /// Seed 000's extension for invitation lifetimes and cancellation.
 pub const NS_WMI: &str = "wimba:muc:invite";
-/// How long an invitation without a time to live holds.
+/// How long an invitation without a time to live holds, and the longest one may ask for.
 pub const DEFAULT_TTL_S: i64 = 7 * 24 * 3600;
 /// One occupant may send this many invitations per [`INVITE_WINDOW_US`]; more are refused.
 pub const INVITE_BURST: usize = 10;
@@ -145,7 +145,8 @@ impl Room {
                 set_attr(&mut m, "id", id);
             }
             // Seed 000: a time to live (else the default), kept with the invitation.
-            let lifetime = ttl.unwrap_or(DEFAULT_TTL_S);
+            // A client's ttl is capped: nothing from the network lingers for ever.
+            let lifetime = ttl.unwrap_or(DEFAULT_TTL_S).min(DEFAULT_TTL_S);
             out.writes.push(
                 self.channel.record_invitation(InvitationRow {
                     token: ctx.ids.stanza_id(),
@@ -161,8 +162,8 @@ impl Room {
             );
             let mut ux = Element::bare("x", NS_MUC_USER);
             let mut inv = elem("invite", NS_MUC_USER, &[("from", &from_nick)]);
-            if let Some(t) = ttl {
-                set_attr_ns(&mut inv, NS_WMI, "ttl", &t.to_string());
+            if ttl.is_some() {
+                set_attr_ns(&mut inv, NS_WMI, "ttl", &lifetime.to_string());
                 set_attr_ns(&mut inv, NS_WMI, "timestamp", &datetime(ctx.now_us));
             }
             inv.append_child(text_elem("reason", NS_MUC_USER, &reason));
@@ -183,12 +184,18 @@ impl Room {
             // XEP-0249 alongside, for clients that only read direct invitations.
             m.append_child(elem("x", NS_CONFERENCE, &[("jid", &room)]));
             // REQUIREMENTS §12: a MIX client can take the same invitation to the channel; it
-            // carries a token, so it also opens a members-only channel to the invitee.
-            let (mix, write) =
-                self.channel
-                    .issue_invitation(&inviter.bare, &invitee.to_bare().to_string(), ctx);
-            out.writes.push(write);
-            m.append_child(mix);
+            // carries a token, so it also opens a members-only channel to the invitee. It
+            // names the inviter's real JID, which a semi-anonymous room keeps from strangers
+            // (XEP-0045 §7.2.4): there, the MUC invitation alone goes.
+            if self.non_anonymous() {
+                let (mix, write) = self.channel.issue_invitation(
+                    &inviter.bare,
+                    &invitee.to_bare().to_string(),
+                    ctx,
+                );
+                out.writes.push(write);
+                m.append_child(mix);
+            }
             out.sends.push(Send::One(m));
         }
         out
@@ -470,7 +477,7 @@ impl Room {
 
     /// §7.8.2: a decline goes to the inviter, from the room.
     fn decline(&self, st: &Element, decline: &Element, from: &Jid) -> Outcome {
-        let Some(to) = decline.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
+        let Some(to) = self.decline_to(decline.attr("to"), &from.to_bare().to_string()) else {
             return muc_error(
                 st,
                 error(
@@ -483,7 +490,7 @@ impl Room {
         let mut m = elem(
             "message",
             NS_STANZA,
-            &[("from", &self.jid.to_string()), ("to", &to.to_string())],
+            &[("from", &self.jid.to_string()), ("to", &to)],
         );
         let mut ux = Element::bare("x", NS_MUC_USER);
         let mut d = elem(
@@ -497,5 +504,44 @@ impl Room {
         ux.append_child(d);
         m.append_child(ux);
         Outcome::reply(m)
+    }
+
+    /// Where a decline goes. The invitation came from the inviter's occupant JID (seed 004),
+    /// so that is what the invitee answers to, or to nobody in particular: the room resolves
+    /// either to the inviter's real JID from the pending invitation (or the occupant's
+    /// session), which the invitee never learnt in a semi-anonymous room.
+    fn decline_to(&self, to: Option<&str>, decliner: &str) -> Option<String> {
+        let to = match to {
+            Some(t) => Some(t.parse::<Jid>().ok()?),
+            None => None,
+        };
+        let inviter_bare = match &to {
+            Some(j) if j.to_bare() == self.jid => match j.resource() {
+                Some(nick) => Some(
+                    self.everyone()
+                        .into_iter()
+                        .find(|(_, n)| n == nick.as_str())
+                        .map(|(b, _)| b)?,
+                ),
+                None => None,
+            },
+            Some(j) => return Some(j.to_string()),
+            None => None,
+        };
+        let pending = self.channel.pending_invitations("muc");
+        let row = pending.iter().rev().find(|r| {
+            r.invitee == decliner
+                && inviter_bare
+                    .as_deref()
+                    .is_none_or(|b| r.inviter.split('/').next() == Some(b))
+        });
+        if let Some(r) = row {
+            return Some(r.inviter.clone());
+        }
+        let bare = inviter_bare?;
+        match self.occupant(&bare) {
+            Some(o) => o.sessions.keys().next_back().cloned(),
+            None => Some(bare),
+        }
     }
 }

@@ -148,6 +148,13 @@ impl Room {
     fn deregister(&mut self, st: &Element, bare: &str, ctx: &mut Ctx<'_>) -> Outcome {
         let mut out = Outcome::default();
         self.settings.reserved.remove(bare);
+        if matches!(self.affiliation(bare), "owner" | "admin") {
+            // Deregistering gives up a membership; an owner's or admin's standing (§9.4,
+            // §10.3) is not a registration and stays, with nothing to announce.
+            self.save_settings(ctx, &mut out);
+            out.sends.push(Send::One(iq_result(st, None)));
+            return out;
+        }
         self.settings.members.remove(bare);
         if self.channel.members_only() {
             let more = self.channel.set_allowed(bare, false, ctx);
@@ -216,10 +223,12 @@ impl Room {
             out.sends.push(Send::One(e));
             return out;
         }
+        // XEP-0045 §7.2.4: a semi-anonymous room shows real JIDs to moderators only.
+        let with_jid = self.non_anonymous() || self.is_moderator(&from.to_bare().to_string());
         let Some((bare, _)) = self.everyone().into_iter().find(|(_, n)| n == nick) else {
             if let Some(bare) = self.reserved_by(nick) {
                 // An absent member: its affiliation and reserved nick, unavailable.
-                let mut p = self.occupant_presence(bare, nick, None, Some(bare), true, true);
+                let mut p = self.occupant_presence(bare, nick, None, Some(bare), with_jid, true);
                 if let Some(item) = p
                     .get_child_mut("x", crate::room::NS_MUC_USER)
                     .and_then(|x| x.get_child_mut("item", crate::room::NS_MUC_USER))
@@ -243,7 +252,6 @@ impl Room {
                 None => (None, None),
             },
         };
-        let with_jid = self.non_anonymous() || self.is_moderator(&from.to_bare().to_string());
         let mut p = self.occupant_presence(
             &bare,
             nick,

@@ -138,6 +138,21 @@ pub struct Room {
     pub(crate) invite_times: std::collections::HashMap<String, std::collections::VecDeque<i64>>,
 }
 
+/// MUC-ENT-13: an empty or whitespace-only nick is refused. A nick is otherwise taken as sent
+/// (no trimming: the occupant JID must be the one the client asked for, or it would need 210).
+fn blank_nick(st: &Element, nick: &str) -> Option<Outcome> {
+    nick.trim().is_empty().then(|| {
+        muc_error(
+            st,
+            error(
+                ErrorType::Modify,
+                DefinedCondition::JidMalformed,
+                "a nick cannot be empty or blank",
+            ),
+        )
+    })
+}
+
 pub(crate) fn muc_error(st: &Element, err: StanzaError) -> Outcome {
     // XEP-0045 §7.2.6: presence errors carry the <x xmlns='…muc'/> back.
     let mut out = Outcome::default();
@@ -700,17 +715,8 @@ impl Room {
     fn enter(&mut self, st: &Element, from: &Jid, nick: &str, ctx: &mut Ctx<'_>) -> RoomOutcome {
         let bare = from.to_bare().to_string();
         let full = from.to_string();
-        let nick = nick.trim();
-        if nick.is_empty() {
-            return muc_error(
-                st,
-                error(
-                    ErrorType::Modify,
-                    DefinedCondition::JidMalformed,
-                    "empty nick",
-                ),
-            )
-            .into();
+        if let Some(refused) = blank_nick(st, nick) {
+            return refused.into();
         }
         let owner = self.channel.role(&bare) == Role::Owner;
         let staff = self.channel.role(&bare) >= Role::Admin;
@@ -864,19 +870,21 @@ impl Room {
         if let Some(id) = st.attr("id") {
             set_attr(&mut own, "id", id);
         }
+        // 201 is the creator's: if the creator's own entry failed, nobody else gets it.
+        let creating = self.created && self.channel.role(&bare) == Role::Owner;
         if let Some(x) = own.get_child_mut("x", NS_MUC_USER) {
             let mut codes = vec!["110"];
             if self.non_anonymous() {
                 codes.push("100");
             }
-            if self.created {
+            if creating {
                 codes.push("201");
             }
             for c in codes {
                 x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
             }
         }
-        if self.created {
+        if creating {
             // §10.1.1: locked until configured (an instant room is one configuration).
             self.settings.locked = true;
             self.save_settings(ctx, &mut out);
@@ -914,7 +922,8 @@ impl Room {
         }
         let mut since_us = h.and_then(|h| h.attr("since")).and_then(parse_datetime);
         if let Some(s) = num("seconds") {
-            let t = now_us - s.max(0) * 1_000_000;
+            // Any number a client sends is taken, none overflows.
+            let t = now_us.saturating_sub(s.max(0).saturating_mul(1_000_000));
             since_us = Some(since_us.map_or(t, |x| x.max(t)));
         }
         History {
@@ -998,6 +1007,13 @@ impl Room {
         let nick = o.nick.clone();
         let gone = o.sessions.is_empty();
         let through_muc = o.through_muc;
+        // §10.1.3: an owner who leaves a room before configuring it takes the room along.
+        let abandoned = gone
+            && self.settings.locked
+            && !self
+                .occupants
+                .keys()
+                .any(|b| b != &bare && self.channel.role(b) == Role::Owner);
         // The leaving client hears itself leave (110), the others hear it once the user's
         // last client is gone (XEP-0045 §7.14).
         let said = unavailable.cloned();
@@ -1006,6 +1022,9 @@ impl Room {
         if let Some(x) = own.get_child_mut("x", NS_MUC_USER) {
             for c in std::iter::once(&"110").chain(codes) {
                 x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+            }
+            if abandoned {
+                x.append_child(Element::bare("destroy", NS_MUC_USER));
             }
         }
         out.sends.push(Send::One(own));
@@ -1029,12 +1048,22 @@ impl Room {
                 out.sends.extend(more.sends);
             }
         }
+        if abandoned {
+            self.destroyed(Element::bare("destroy", NS_MUC_USER), &mut out);
+            out.writes.push(mam_store::Write::DestroyChannel {
+                channel: self.channel.name.clone(),
+            });
+            out.destroyed = true;
+        }
         out
     }
 
     /// XEP-0045 §7.6: unavailable from the old nick with 303 and the new nick, then available
     /// from the new one.
     fn change_nick(&mut self, st: &Element, from: &Jid, nick: &str, ctx: &mut Ctx<'_>) -> Outcome {
+        if let Some(refused) = blank_nick(st, nick) {
+            return refused;
+        }
         let bare = from.to_bare().to_string();
         let old = self.occupants[&bare].nick.clone();
         if self.reserved_by(nick).is_some_and(|b| b != bare) {
@@ -1465,10 +1494,13 @@ impl Room {
             &mix.ns(),
             &[("from", &room_from), ("type", "groupchat"), ("id", &id)],
         );
+        // What the room itself says (MUC-BR-01: a sender's own muc#user <x/> could claim any
+        // real JID) is the room's to add, never the sender's.
         for c in mix.children().filter(|c| {
             !(c.is("mix", NS_CORE)
                 || c.is("stanza-id", NS_SID)
-                || c.is("occupant-id", NS_OCCUPANT_ID))
+                || c.is("occupant-id", NS_OCCUPANT_ID)
+                || c.is("x", NS_MUC_USER))
         }) {
             m.append_child(c.clone());
         }

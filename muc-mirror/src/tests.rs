@@ -748,6 +748,21 @@ fn mediated_invitations_reach_the_invitee_and_make_members_of_members_only_rooms
     let d = &sent(&decline.outcome)[0].0;
     assert_eq!(d.attr("to"), Some("owner@x"));
     assert!(to_string(d).contains("from='romeo@x'"));
+    // The invitee answers the occupant JID the invitation came from, or nobody in particular:
+    // the room finds the inviter's real JID (the invitee never saw it).
+    for to in ["to='coven@muc.x/owner'", ""] {
+        t.run(&format!(
+            "<message xmlns='{NS}' from='owner@x/o' to='{ROOM}'><x xmlns='{NS_MUC_USER}'>\
+             <invite to='nurse@x'/></x></message>"
+        ));
+        let decline = t.run(&format!(
+            "<message xmlns='{NS}' from='nurse@x/n' to='{ROOM}'><x xmlns='{NS_MUC_USER}'>\
+             <decline {to}/></x></message>"
+        ));
+        let d = &sent(&decline.outcome)[0].0;
+        assert_eq!(d.attr("to"), Some("owner@x/o"), "decline {to:?}");
+        assert!(t.room.channel.pending_invitations("muc").is_empty());
+    }
 }
 
 #[test]
@@ -1040,4 +1055,140 @@ fn invitations_live_for_their_ttl_can_be_cancelled_and_are_shown_to_newcomers() 
     let (i, cond) = refused.expect("a flood is cut off");
     assert_eq!(cond, "policy-violation");
     assert!(i <= INVITE_BURST, "refused after {i} invitations");
+}
+
+#[test]
+fn cancelling_the_first_configuration_or_leaving_before_it_destroys_the_room() {
+    // §10.1.3 / MUC-OWN-04.
+    for how in ["cancel", "leave"] {
+        let mut t = T::new();
+        t.room.created = true;
+        t.enter("owner@x/o", "owner");
+        let out = if how == "cancel" {
+            t.run(&format!(
+                "<iq xmlns='{NS}' type='set' id='c' from='owner@x/o' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>\
+                 <x xmlns='{NS_DATA}' type='cancel'/></query></iq>"
+            ))
+        } else {
+            t.run(&format!(
+                "<presence xmlns='{NS}' type='unavailable' from='owner@x/o' to='{ROOM}/owner'/>"
+            ))
+        };
+        assert!(out.outcome.destroyed, "{how}");
+        assert!(
+            out.outcome
+                .writes
+                .iter()
+                .any(|w| matches!(w, mam_store::Write::DestroyChannel { .. }))
+        );
+        let own = to_whom(&sent(&out.outcome), "owner@x/o")[0].clone();
+        assert_eq!(own.attr("type"), Some("unavailable"));
+        assert!(
+            own.get_child("x", NS_MUC_USER)
+                .and_then(|x| x.get_child("destroy", NS_MUC_USER))
+                .is_some(),
+            "{how}"
+        );
+    }
+    // A configured room is not destroyed by a cancelled form.
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='c' from='owner@x/o' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>\
+         <x xmlns='{NS_DATA}' type='cancel'/></query></iq>"
+    ));
+    assert!(!out.outcome.destroyed);
+}
+
+#[test]
+fn status_201_is_the_creators_only() {
+    let mut t = T::new();
+    t.room.created = true;
+    // The creator's entry fails (blank nick): the next one in is no creator.
+    assert_eq!(condition(&t.enter("owner@x/o", " ")), "jid-malformed");
+    t.configure(&[]);
+    let out = t.enter("bob@x/b", "bob");
+    let own = to_whom(&sent(&out.outcome), "bob@x/b")
+        .last()
+        .copied()
+        .cloned()
+        .expect("own");
+    assert!(!codes(&own).contains(&"201".to_owned()));
+}
+
+#[test]
+fn a_blank_nick_is_refused_on_entry_and_on_change_and_others_are_taken_as_sent() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("alice@x/a", " al ");
+    let out = t.run(&format!(
+        "<presence xmlns='{NS}' from='alice@x/a' to='{ROOM}/   '/>"
+    ));
+    assert_eq!(condition(&out), "jid-malformed", "MUC-ENT-13");
+    assert!(t.room.occupant("alice@x").is_some_and(|o| o.nick == " al "));
+}
+
+#[test]
+fn a_probe_shows_an_absent_members_jid_only_where_occupants_see_jids() {
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_whois", "moderators")]);
+    t.enter("owner@x/o", "owner");
+    t.admin(
+        "owner@x/o",
+        "<item jid='alice@x' affiliation='member' nick='Alice'/>",
+    );
+    t.enter("mallory@x/m", "mallory");
+    let probe = |t: &mut T, from: &str| {
+        let out = t.run(&format!(
+            "<presence xmlns='{NS}' type='probe' from='{from}' to='{ROOM}/Alice'/>"
+        ));
+        let p = to_whom(&sent(&out.outcome), from)[0].clone();
+        p.get_child("x", NS_MUC_USER)
+            .and_then(|x| x.get_child("item", NS_MUC_USER))
+            .and_then(|i| i.attr("jid").map(str::to_owned))
+    };
+    assert_eq!(probe(&mut t, "mallory@x/m"), None, "§7.2.4: semi-anonymous");
+    assert_eq!(probe(&mut t, "owner@x/o").as_deref(), Some("alice@x"));
+}
+
+#[test]
+fn an_owner_who_deregisters_stays_owner_and_in_the_room() {
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_membersonly", "1")]);
+    t.enter("owner@x/o", "owner");
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='r' from='owner@x/o' to='{ROOM}'><query xmlns='jabber:iq:register'><remove/></query></iq>"
+    ));
+    let s = sent(&out.outcome);
+    assert_eq!(s.len(), 1, "only the result: {s:?}");
+    assert_eq!(s[0].0.attr("type"), Some("result"));
+    assert!(t.room.occupant("owner@x").is_some());
+    assert_eq!(t.room.affiliation("owner@x"), "owner");
+}
+
+#[test]
+fn history_seconds_of_any_size_are_taken_without_overflow() {
+    let mut t = T::new();
+    t.configure(&[]);
+    let out = t.run(&format!(
+        "<presence xmlns='{NS}' from='alice@x/a' to='{ROOM}/alice'><x xmlns='{NS_MUC}'>\
+         <history seconds='9223372036854775807' maxstanzas='9223372036854775807'/></x></presence>"
+    ));
+    assert!(out.history[0].since_us.is_some());
+}
+
+#[test]
+fn a_senders_own_muc_user_payload_never_reaches_the_room() {
+    let t = T::new();
+    let m: Element = format!(
+        "<message xmlns='{NS}' from='{CHAN}/p1' type='groupchat' id='a1'><body>hi</body>\
+         <x xmlns='{NS_MUC_USER}'><item jid='admin@x/forged' affiliation='owner'/></x>\
+         <mix xmlns='{NS_CORE}'><nick>bob</nick></mix></message>"
+    )
+    .parse()
+    .expect("xml");
+    let v = t.room.muc_view(&m);
+    assert!(v.get_child("x", NS_MUC_USER).is_none(), "MUC-BR-01");
+    assert!(v.get_child("body", NS).is_some());
 }
