@@ -1192,3 +1192,28 @@ fn a_senders_own_muc_user_payload_never_reaches_the_room() {
     assert!(v.get_child("x", NS_MUC_USER).is_none(), "MUC-BR-01");
     assert!(v.get_child("body", NS).is_some());
 }
+
+#[test]
+fn a_mix_invitation_admits_its_muc_only_invitee_once() {
+    // REQUIREMENTS §12: the MIX inviter's client sends the invitee a XEP-0249 invitation to
+    // the room; the MUC join cannot carry the token, the live invitation admits it instead.
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_membersonly", "1")]);
+    assert_eq!(
+        condition(&t.enter("carol@x/c", "carol")),
+        "registration-required"
+    );
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='get' id='i1' from='owner@x/o' to='{CHAN}'>\
+         <invite xmlns='{NS_MISC}'><invitee>carol@x</invitee></invite></iq>"
+    ));
+    assert!(to_string(&sent(&out.outcome)[0].0).contains("<token>"));
+    assert!(condition_or_none(&t.enter("carol@x/c", "carol")).is_none());
+    assert!(t.room.channel.allowed().contains(&"carol@x".to_owned()));
+    // Used once: it admits nobody else, and is gone.
+    assert_eq!(
+        condition(&t.enter("dave@x/d", "dave")),
+        "registration-required"
+    );
+    assert!(t.room.channel.pending_invitations("mix").is_empty());
+}

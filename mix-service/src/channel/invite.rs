@@ -156,6 +156,22 @@ impl Channel {
         Some(Ok(row.clone()))
     }
 
+    /// A MIX invitation of `bare` that would admit it now (not expired, the inviter still
+    /// allowed to invite), the newest first.
+    pub(super) fn mix_invitation_for(&self, bare: &str, now_us: i64) -> Option<InvitationRow> {
+        self.invitations
+            .values()
+            .filter(|r| {
+                r.kind == "mix"
+                    && r.invitee == bare
+                    && r.state == InvitationState::Pending
+                    && r.expires_us > now_us
+                    && self.may_invite(&r.inviter)
+            })
+            .max_by_key(|r| r.created_us)
+            .cloned()
+    }
+
     /// A join admitted by `row`: the invitation is used up, and the invitee is added to the
     /// allowed node if the channel has one and does not list it yet (§4 MUST).
     pub(super) fn use_invitation(

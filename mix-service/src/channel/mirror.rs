@@ -35,7 +35,7 @@ impl Channel {
         nick: &str,
         ctx: &mut Ctx<'_>,
     ) -> Result<(bool, Outcome), StanzaError> {
-        match self.role(bare) {
+        let invited = match self.role(bare) {
             Role::Banned => {
                 return Err(error(
                     ErrorType::Auth,
@@ -43,17 +43,26 @@ impl Channel {
                     "you are banned from this room",
                 ));
             }
-            Role::Anyone => {
-                return Err(error(
-                    ErrorType::Auth,
-                    DefinedCondition::RegistrationRequired,
-                    "this room is members-only",
-                ));
-            }
-            _ => {}
-        }
+            // REQUIREMENTS §12: a MUC-only invitee of a MIX participant cannot carry the
+            // token into a MUC join, so a live MIX invitation for this JID admits it here,
+            // once, as the token would have (XEP-0407 §4: into the allowed node).
+            Role::Anyone => match self.mix_invitation_for(bare, ctx.now_us) {
+                Some(row) => Some(row),
+                None => {
+                    return Err(error(
+                        ErrorType::Auth,
+                        DefinedCondition::RegistrationRequired,
+                        "this room is members-only",
+                    ));
+                }
+            },
+            _ => None,
+        };
         self.check_nick(bare, nick, ctx)?;
         let mut out = Outcome::default();
+        if let Some(row) = invited {
+            self.use_invitation(row, ctx, &mut out);
+        }
         let existing = self.participants.get(bare).cloned();
         let known = existing.is_some();
         if existing.as_ref().and_then(|p| p.nick.as_deref()) == Some(nick) {
