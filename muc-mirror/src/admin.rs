@@ -70,26 +70,47 @@ impl Room {
                 return muc_error(st, e);
             }
         }
-        let mut out = Outcome::default();
-        for item in &items {
-            let reason = item
-                .children()
-                .find(|c| c.name() == "reason")
-                .map(|r| r.text());
-            let res = match (item.attr("role"), item.attr("affiliation")) {
-                (Some(role), _) => self.set_role(&actor, item, role, reason.as_deref(), ctx),
-                (None, Some(aff)) => {
-                    self.set_affiliation(&actor, item, aff, reason.as_deref(), ctx)
-                }
-                _ => Err(bad("an item needs a role or an affiliation")),
-            };
-            match res {
-                Ok(more) => merge(&mut out, more),
-                Err(e) => return muc_error(st, e),
+        // §9.2 (MUC-ADM-05): the batch applies whole or not at all, including the checks
+        // only applying can make.
+        let applied = self.all_or_nothing(|room| {
+            let mut out = Outcome::default();
+            for item in &items {
+                let reason = item
+                    .children()
+                    .find(|c| c.name() == "reason")
+                    .map(|r| r.text());
+                let more = match (item.attr("role"), item.attr("affiliation")) {
+                    (Some(role), _) => room.set_role(&actor, item, role, reason.as_deref(), ctx),
+                    (None, Some(aff)) => {
+                        room.set_affiliation(&actor, item, aff, reason.as_deref(), ctx)
+                    }
+                    _ => Err(bad("an item needs a role or an affiliation")),
+                }?;
+                merge(&mut out, more);
             }
+            Ok(out)
+        });
+        match applied {
+            Ok(mut out) => {
+                out.sends.insert(0, Send::One(iq_result(st, None)));
+                out
+            }
+            Err(e) => muc_error(st, e),
         }
-        out.sends.insert(0, Send::One(iq_result(st, None)));
-        out
+    }
+
+    /// Run `change`; if it fails, the room (both faces) is left exactly as it was, so that
+    /// what memory holds never differs from what was written.
+    pub(crate) fn all_or_nothing<T>(
+        &mut self,
+        change: impl FnOnce(&mut Room) -> Result<T, StanzaError>,
+    ) -> Result<T, StanzaError> {
+        let saved = self.snapshot();
+        let r = change(self);
+        if r.is_err() {
+            self.restore(saved);
+        }
+        r
     }
 
     /// Who may do what (XEP-0045 §8 and §9; MUC-ADM rules): moderators change roles of
@@ -256,8 +277,12 @@ impl Room {
                 self.settings
                     .outcast_reasons
                     .insert(target.clone(), r.to_owned());
-                self.save_settings(ctx, &mut out);
             }
+            // MUC-ADM-04: a ban ends the membership, the reserved nick and any voice.
+            self.settings.reserved.remove(&target);
+            self.settings.members.remove(&target);
+            self.settings.voiced.remove(&target);
+            self.save_settings(ctx, &mut out);
             let present = self.everyone().iter().any(|(b, _)| b == &target);
             let mut more = self.channel.ban(actor, &target, ctx)?;
             self.show(&mut more);
@@ -671,7 +696,7 @@ impl Room {
             }
             // §10.2: cancelling a later configuration changes nothing.
             Some("cancel") => Outcome::reply(iq_result(st, None)),
-            Some("submit") => match self.configure(&actor, form, ctx) {
+            Some("submit") => match self.all_or_nothing(|room| room.configure(&actor, form, ctx)) {
                 Ok(mut out) => {
                     out.sends.insert(0, Send::One(iq_result(st, None)));
                     out
@@ -1000,6 +1025,7 @@ impl Room {
             self.settings.allow_pm = pm;
         }
         let was_members_only = self.channel.members_only();
+        let allowed_before = self.channel.allowed();
         if mix_changes > 0 {
             let more = self
                 .channel
@@ -1021,6 +1047,10 @@ impl Room {
             for o in outsiders {
                 self.remove_occupant(&o, &["322"], None, "", ctx, &mut out);
             }
+        }
+        // And a room opened up keeps them as members (affiliations outlive the setting).
+        if was_members_only && !self.channel.members_only() {
+            self.settings.members.extend(allowed_before);
         }
         // Name and description: the info node.
         let name = one("muc#roomconfig_roomname");

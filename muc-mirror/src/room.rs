@@ -115,6 +115,15 @@ pub fn is_entering(st: &Element, muc_domain: &BareJid) -> Option<String> {
     .then(|| from.to_bare().to_string())
 }
 
+/// A room's state at one moment, to put back when a change fails half way.
+pub(crate) struct Snapshot {
+    channel: Channel,
+    occupants: BTreeMap<String, Occupant>,
+    mix_nicks: BTreeMap<String, String>,
+    settings: Settings,
+    created: bool,
+}
+
 /// The room: the channel and its MUC occupants.
 pub struct Room {
     pub channel: Channel,
@@ -345,6 +354,25 @@ impl Room {
     /// The MUC occupants (a copy).
     pub(crate) fn occupant_list(&self) -> Vec<Occupant> {
         self.occupants.values().cloned().collect()
+    }
+
+    /// Everything a failed change could have touched (see `all_or_nothing`).
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            channel: self.channel.clone(),
+            occupants: self.occupants.clone(),
+            mix_nicks: self.mix_nicks.clone(),
+            settings: self.settings.clone(),
+            created: self.created,
+        }
+    }
+
+    pub(crate) fn restore(&mut self, s: Snapshot) {
+        self.channel = s.channel;
+        self.occupants = s.occupants;
+        self.mix_nicks = s.mix_nicks;
+        self.settings = s.settings;
+        self.created = s.created;
     }
 
     pub(crate) fn take_occupants(&mut self) -> Vec<Occupant> {

@@ -1217,3 +1217,51 @@ fn a_mix_invitation_admits_its_muc_only_invitee_once() {
     );
     assert!(t.room.channel.pending_invitations("mix").is_empty());
 }
+
+#[test]
+fn a_refused_admin_batch_or_configuration_changes_nothing() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    t.enter("bob@x/b", "bob");
+    t.enter("carol@x/c", "carol");
+    // §9.2: the second item fails only when applied; the first must not stay applied.
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='adm' from='owner@x/o' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>\
+         <item nick='bob' role='visitor'/><item nick='carol' role='moderator'/></query></iq>"
+    ));
+    let refused = condition_or_none(&out);
+    assert!(refused.is_some(), "{:?}", sent(&out.outcome));
+    assert!(out.outcome.writes.is_empty());
+    assert_eq!(t.room.role("bob@x"), "participant", "bob keeps his voice");
+    assert!(condition_or_none(&t.say("bob@x/b", "still here")).is_none());
+    // A configuration refused for one field leaves every other field as it was.
+    let out = t.configure(&[
+        ("muc#roomconfig_membersonly", "1"),
+        ("muc#roomconfig_maxusers", "lots"),
+    ]);
+    assert_eq!(condition(&out), "not-acceptable");
+    assert!(!t.room.channel.members_only());
+    assert!(t.room.occupant("carol@x").is_some());
+    assert!(condition_or_none(&t.enter("eve@x/e", "eve")).is_none());
+}
+
+#[test]
+fn members_stay_members_across_members_only_switches_and_a_ban_ends_everything() {
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_membersonly", "1")]);
+    t.admin(
+        "owner@x/o",
+        "<item jid='bob@x' affiliation='member' nick='Bob'/>",
+    );
+    t.configure(&[("muc#roomconfig_membersonly", "0")]);
+    assert_eq!(t.room.affiliation("bob@x"), "member");
+    t.configure(&[("muc#roomconfig_membersonly", "1")]);
+    assert_eq!(t.room.affiliation("bob@x"), "member");
+    // MUC-ADM-04: banned, bob loses his reserved nick too.
+    t.admin("owner@x/o", "<item jid='bob@x' affiliation='outcast'/>");
+    assert_eq!(t.room.reserved_by("Bob"), None);
+    assert!(
+        condition_or_none(&t.enter("eve@x/e", "Bob")).is_some_and(|c| c == "registration-required")
+    );
+}
