@@ -41,6 +41,8 @@ pub enum ChannelMsg {
     Shutdown,
     /// Some pending invitations have lapsed.
     InvitationsDue,
+    /// The channel was just loaded from the store.
+    Loaded,
 }
 
 pub fn now_us() -> i64 {
@@ -268,7 +270,8 @@ impl Task {
             ChannelMsg::NickRegistered { .. }
             | ChannelMsg::Expire
             | ChannelMsg::Shutdown
-            | ChannelMsg::InvitationsDue => {
+            | ChannelMsg::InvitationsDue
+            | ChannelMsg::Loaded => {
                 return;
             }
         };
@@ -327,6 +330,7 @@ impl Task {
                 }
                 let mut room = Room::new(channel, &self.muc_domain);
                 room.presence_cap = self.presence_cap;
+                batch.push(ChannelMsg::Loaded);
                 room
             }
             None => match self.create_by_entering(&mut rx).await {
@@ -396,6 +400,10 @@ impl Task {
                         ChannelMsg::InvitationsDue => {
                             let out = room.lapse_invitations(&mut ctx);
                             out.into()
+                        }
+                        ChannelMsg::Loaded => {
+                            let out = room.reconcile(&mut ctx);
+                            room.after(out)
                         }
                     };
                     outcomes.push((out, msg));

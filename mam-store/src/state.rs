@@ -18,6 +18,8 @@ pub struct ParticipantRow {
     pub direct_jids: Vec<String>,
     /// XEP-0404 §5 preferences (field var → value).
     pub preferences: BTreeMap<String, String>,
+    /// A participant only because it entered through the MUC mirror.
+    pub via_muc: bool,
 }
 
 /// An invitation the channel issued (XEP-0407 §4).
@@ -128,8 +130,8 @@ impl Store {
         let affs: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
             "SELECT node, jid, affiliation FROM pubsub_affiliations WHERE channel = $1")
             .bind(name).fetch_all(p).await)?;
-        let parts: Vec<(String, String, bool, String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT jid, participant_id, active, direct_jids, preferences FROM mix_participants \
+        let parts: Vec<(String, String, bool, String, String, bool)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT jid, participant_id, active, direct_jids, preferences, via_muc FROM mix_participants \
              WHERE channel = $1 ORDER BY jid")
             .bind(name).fetch_all(p).await)?;
         let invites: Vec<InviteSql> = on_pool!(self, p => sqlx::query_as(
@@ -166,7 +168,7 @@ impl Store {
             });
         }
         let mut participants = Vec::with_capacity(parts.len());
-        for (jid, participant_id, active, direct, prefs) in parts {
+        for (jid, participant_id, active, direct, prefs, via_muc) in parts {
             let direct_jids = serde_json::from_str(&direct)
                 .map_err(|e| StoreError::Corrupt(format!("participant {jid}: {e}")))?;
             let preferences = serde_json::from_str(&prefs)
@@ -177,6 +179,7 @@ impl Store {
                 active,
                 direct_jids,
                 preferences,
+                via_muc,
             });
         }
         let mut invitations = Vec::with_capacity(invites.len());
@@ -367,12 +370,13 @@ impl Store {
                             .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                         let prefs = serde_json::to_string(&row.preferences)
                             .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-                        sqlx::query("INSERT INTO mix_participants (channel, jid, participant_id, active, direct_jids, preferences) \
-                                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, jid) DO UPDATE SET \
+                        sqlx::query("INSERT INTO mix_participants (channel, jid, participant_id, active, direct_jids, preferences, via_muc) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (channel, jid) DO UPDATE SET \
                                      participant_id = excluded.participant_id, active = excluded.active, \
-                                     direct_jids = excluded.direct_jids, preferences = excluded.preferences")
+                                     direct_jids = excluded.direct_jids, preferences = excluded.preferences, \
+                                     via_muc = excluded.via_muc")
                             .bind(channel).bind(&row.jid).bind(&row.participant_id).bind(row.active)
-                            .bind(direct).bind(prefs).execute(&mut *tx).await?;
+                            .bind(direct).bind(prefs).bind(row.via_muc).execute(&mut *tx).await?;
                     }
                     // Appends never get here: runs of them were inserted above, in one
                     // multi-row INSERT each (a statement per row costs a round trip each).
@@ -482,6 +486,7 @@ mod tests {
                     participant_id: "p1".into(),
                     active: true,
                     direct_jids: vec!["a@x/phone".into()],
+                    via_muc: true,
                     preferences: [("vCard".to_owned(), "allow".to_owned())].into(),
                 },
             }])
@@ -506,6 +511,7 @@ mod tests {
         assert_eq!(copy.affiliation("info", "o@x"), Affiliation::Owner);
         assert_eq!(state.participants.len(), 1);
         assert_eq!(state.participants[0].direct_jids, ["a@x/phone"]);
+        assert!(state.participants[0].via_muc);
         assert_eq!(
             state.participants[0]
                 .preferences
@@ -535,6 +541,7 @@ mod tests {
                     participant_id: "p".into(),
                     active: true,
                     direct_jids: vec![],
+                    via_muc: false,
                     preferences: BTreeMap::new(),
                 },
             },

@@ -226,7 +226,6 @@ impl Room {
                         nick: nick.to_owned(),
                         bare: target.clone(),
                         sessions: Default::default(),
-                        through_muc: false,
                         role: None,
                     };
                     let mut gone = self.channel.drop_presence(&target, ctx);
@@ -581,7 +580,11 @@ impl Room {
             set_attr(&mut p, "to", &to);
             out.sends.push(Send::One(p));
         }
-        if target.through_muc && self.channel.participant(&target.bare).is_some() {
+        if self
+            .channel
+            .participant(&target.bare)
+            .is_some_and(|p| p.via_muc)
+        {
             let more = self.channel.depart(&target.bare, ctx);
             out.writes.extend(more.writes);
             out.sends.extend(more.sends);

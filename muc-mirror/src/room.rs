@@ -37,8 +37,6 @@ pub struct Occupant {
     pub bare: String,
     /// Full JID → the presence it last sent (jabber:client children only).
     pub sessions: BTreeMap<String, Element>,
-    /// The user became a participant by entering: leaving the room ends its participation.
-    pub through_muc: bool,
     /// Its role while it is in (XEP-0045 §5.1: a role lasts the visit; a room that stops
     /// being moderated does not give voice to its visitors). None: derived each time.
     pub role: Option<&'static str>,
@@ -354,6 +352,20 @@ impl Room {
     /// The MUC occupants (a copy).
     pub(crate) fn occupant_list(&self) -> Vec<Occupant> {
         self.occupants.values().cloned().collect()
+    }
+
+    /// Just loaded: participants that were there only as MUC occupants before a shutdown or a
+    /// crash are not occupants any more (occupancy is not stored), so they leave the channel.
+    pub fn reconcile(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        for bare in self.channel.via_muc() {
+            if !self.occupants.contains_key(&bare) {
+                let more = self.channel.depart(&bare, ctx);
+                out.writes.extend(more.writes);
+                out.sends.extend(more.sends);
+            }
+        }
+        out
     }
 
     /// Everything a failed change could have touched (see `all_or_nothing`).
@@ -820,7 +832,7 @@ impl Room {
             )
             .into();
         }
-        let (was_participant, mut out) = match self.channel.admit(&bare, nick, ctx) {
+        let (_, mut out) = match self.channel.admit(&bare, nick, ctx) {
             Ok(r) => r,
             Err(e) => return muc_error(st, e).into(),
         };
@@ -830,7 +842,6 @@ impl Room {
             nick: nick.to_owned(),
             bare: bare.clone(),
             sessions: BTreeMap::new(),
-            through_muc: !was_participant,
             role: None,
         });
         let fresh = occupant.role.is_none();
@@ -1034,7 +1045,6 @@ impl Room {
         o.sessions.remove(&full);
         let nick = o.nick.clone();
         let gone = o.sessions.is_empty();
-        let through_muc = o.through_muc;
         // §10.1.3: an owner who leaves a room before configuring it takes the room along.
         let abandoned = gone
             && self.settings.locked
@@ -1070,7 +1080,7 @@ impl Room {
                 &[],
                 &mut out,
             );
-            if through_muc {
+            if self.channel.participant(&bare).is_some_and(|p| p.via_muc) {
                 let more = self.channel.depart(&bare, ctx);
                 out.writes.extend(more.writes);
                 out.sends.extend(more.sends);
@@ -1439,7 +1449,6 @@ impl Room {
                 nick: nick.clone(),
                 bare: bare.clone(),
                 sessions: BTreeMap::new(),
-                through_muc: false,
                 role: None,
             })
         });

@@ -1265,3 +1265,47 @@ fn members_stay_members_across_members_only_switches_and_a_ban_ends_everything()
         condition_or_none(&t.enter("eve@x/e", "Bob")).is_some_and(|c| c == "registration-required")
     );
 }
+
+#[test]
+fn participants_only_through_the_room_do_not_outlive_a_restart() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("bob@x/b", "bob");
+    t.enter("carol@x/c", "carol");
+    assert!(
+        t.room
+            .channel
+            .participant("bob@x")
+            .is_some_and(|p| p.via_muc)
+    );
+    // carol joins the channel through MIX as well: a participant of her own now.
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='j' from='carol@x/c' to='{CHAN}'>\
+         <join xmlns='{NS_CORE}'><subscribe node='urn:xmpp:mix:nodes:messages'/><nick>carol</nick></join></iq>"
+    ));
+    assert!(condition_or_none(&out).is_none());
+    assert!(
+        t.room
+            .channel
+            .participant("carol@x")
+            .is_some_and(|p| !p.via_muc)
+    );
+    // A restart: occupancy is not stored, the channel is.
+    let _ = t.room.take_occupants();
+    let mut ids = Counter(5_000_000);
+    let nicks = NickRegistry::default();
+    let mut ctx = Ctx {
+        now_us: 9_000_000,
+        ids: &mut ids,
+        nicks: &nicks,
+    };
+    let out = t.room.reconcile(&mut ctx);
+    assert!(out.writes.iter().any(
+        |w| matches!(w, mam_store::Write::Participant { row, .. } if row.jid == "bob@x" && !row.active)
+    ));
+    assert!(t.room.channel.participant("bob@x").is_none(), "bob is gone");
+    assert!(
+        t.room.channel.participant("carol@x").is_some(),
+        "carol stays"
+    );
+}

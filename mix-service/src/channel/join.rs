@@ -301,7 +301,10 @@ impl Channel {
             nick: None,
             direct: Default::default(),
             preferences: Default::default(),
+            via_muc: false,
         });
+        // A MIX join makes a participant of its own, whatever brought it in first.
+        participant.via_muc = false;
         participant.preferences = prefs.clone();
         if let Some(old) = &participant.nick {
             self.nicks.remove(&fold(old));

@@ -26,6 +26,16 @@ pub struct Subject {
 }
 
 impl Channel {
+    /// Participants that exist only through MUC occupancy. Occupants are not kept across a
+    /// restart, so on load every one of these is left over (a shutdown or a crash) and goes.
+    pub fn via_muc(&self) -> Vec<String> {
+        self.participants
+            .values()
+            .filter(|p| p.via_muc)
+            .map(|p| p.jid.clone())
+            .collect()
+    }
+
     /// Let `bare` in under `nick` (a MUC join): the checks of a MIX join (ban, allowed list,
     /// nick taken or registered to someone else), then a participant without subscriptions.
     /// Returns whether it was already a participant, and the outcome.
@@ -75,6 +85,7 @@ impl Channel {
             nick: None,
             direct: Default::default(),
             preferences: Default::default(),
+            via_muc: true,
         });
         if let Some(old) = &p.nick {
             self.nicks.remove(&fold(old));

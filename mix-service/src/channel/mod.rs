@@ -166,6 +166,8 @@ pub struct Participant {
     pub direct: BTreeSet<String>,
     /// XEP-0404 §5 preferences that differ from the defaults.
     pub preferences: BTreeMap<String, String>,
+    /// Only a participant because it entered through the MUC mirror (see `admit`).
+    pub via_muc: bool,
 }
 
 /// Roles in XEP-0406 §3.1 order.
@@ -320,6 +322,7 @@ impl Channel {
                         nick,
                         direct: row.direct_jids.into_iter().collect(),
                         preferences: row.preferences,
+                        via_muc: row.via_muc,
                     },
                 );
             }
@@ -793,6 +796,7 @@ impl Channel {
             .get(bare)
             .map(|p| p.preferences.clone())
             .unwrap_or_default();
+        let via_muc = self.participants.get(bare).is_some_and(|p| p.via_muc);
         Some(Write::Participant {
             channel: self.name.clone(),
             row: ParticipantRow {
@@ -801,6 +805,7 @@ impl Channel {
                 active,
                 direct_jids: direct,
                 preferences,
+                via_muc,
             },
         })
     }
