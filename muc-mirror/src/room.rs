@@ -806,10 +806,14 @@ impl Room {
             )
             .into();
         }
-        // One nick per user: another client of an occupant uses the same one.
-        if let Some(o) = self.occupants.get(&bare)
-            && o.nick != nick
-        {
+        // One nick per user: another client of an occupant uses the same one, and so does a
+        // user whose MIX client is present in the channel (occupants see one person, once).
+        let present_as = self
+            .occupants
+            .get(&bare)
+            .map(|o| o.nick.as_str())
+            .or(self.mix_nicks.get(&bare).map(String::as_str));
+        if present_as.is_some_and(|n| n != nick) {
             return muc_error(
                 st,
                 error(
@@ -1068,14 +1072,25 @@ impl Room {
         out.sends.push(Send::One(own));
         if gone {
             self.occupants.remove(&bare);
+            // Still present through a MIX client: to the others the user has not left, its
+            // presence is now the MIX client's.
+            let mix_client = self
+                .mix_nicks
+                .contains_key(&bare)
+                .then(|| self.channel.client_of(&bare))
+                .flatten();
+            let (source, from_full, unavailable) = match &mix_client {
+                Some((f, p)) => (Some(p), f.as_str(), false),
+                None => (said.as_ref(), full.as_str(), true),
+            };
             self.broadcast_presence(
                 Announce {
                     bare: &bare,
                     nick: &nick,
-                    source: said.as_ref(),
-                    full: Some(&full),
-                    unavailable: true,
-                    codes,
+                    source,
+                    full: Some(from_full),
+                    unavailable,
+                    codes: if unavailable { codes } else { &[] },
                 },
                 &[],
                 &mut out,
@@ -1697,8 +1712,14 @@ impl Room {
                     }
                 }
                 ChannelEvent::Left { bare } => {
+                    // Why the user is out: banned (301), no longer allowed in a members-only
+                    // room (321), or its own leave from a MIX client (no code: nobody kicked it).
                     let banned = self.channel.role(bare) == Role::Banned;
-                    let code: &[&str] = if banned { &["301"] } else { &["307"] };
+                    let code: &[&str] = match self.channel.role(bare) {
+                        Role::Banned => &["301"],
+                        Role::Anyone => &["321"],
+                        _ => &[],
+                    };
                     if let Some(o) = self.occupants.remove(bare) {
                         // Removed from the channel (a ban, or a leave from MIX): out of the room.
                         for full in o.sessions.keys() {

@@ -1309,3 +1309,42 @@ fn participants_only_through_the_room_do_not_outlive_a_restart() {
         "carol stays"
     );
 }
+
+#[test]
+fn a_user_present_through_mix_enters_the_room_under_the_same_nick() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='j' from='bob@x/b' to='{CHAN}'>\
+         <join xmlns='{NS_CORE}'><subscribe node='urn:xmpp:mix:nodes:presence'/><nick>bob</nick></join></iq>"
+    ));
+    assert!(condition_or_none(&out).is_none());
+    t.run(&format!(
+        "<presence xmlns='{NS}' from='bob@x/b' to='{CHAN}'/>"
+    ));
+    assert!(
+        t.room
+            .everyone()
+            .iter()
+            .any(|(b, n)| b == "bob@x" && n == "bob")
+    );
+    // Another nick would show one person twice (and leave a ghost behind).
+    assert_eq!(condition(&t.enter("bob@x/muc", "robert")), "not-acceptable");
+    assert!(condition_or_none(&t.enter("bob@x/muc", "bob")).is_none());
+    // Leaving the room from the MUC client: the others still see bob, through MIX.
+    let out = t.run(&format!(
+        "<presence xmlns='{NS}' type='unavailable' from='bob@x/muc' to='{ROOM}/bob'/>"
+    ));
+    let s = sent(&out.outcome);
+    let to_owner = to_whom(&s, "owner@x/o");
+    assert_eq!(to_owner.len(), 1);
+    assert_eq!(
+        to_owner[0].attr("type"),
+        None,
+        "still available: {:?}",
+        to_owner[0]
+    );
+    assert_eq!(to_owner[0].attr("from"), Some("coven@muc.x/bob"));
+    assert!(t.room.channel.participant("bob@x").is_some());
+}
