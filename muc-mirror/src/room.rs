@@ -273,6 +273,42 @@ impl Room {
 
     /// Any stanza for this channel, on either face.
     pub fn handle(&mut self, st: &Element, ctx: &mut Ctx<'_>) -> RoomOutcome {
+        // Owners and admins are made by configuration (either face) as well as by muc#admin;
+        // whoever gains or loses the standing while in the room is shown with its new
+        // affiliation and role (XEP-0045 §10.2, MUC-OWN-05).
+        let before = self
+            .may_change_affiliations(st)
+            .then(|| self.occupant_affiliations());
+        let mut r = self.handle_stanza(st, ctx);
+        if let Some(before) = before {
+            for (bare, aff) in before {
+                if self.occupants.contains_key(&bare) && self.affiliation(&bare) != aff {
+                    self.announce_change(&bare, "", None, &mut r.outcome);
+                }
+            }
+        }
+        r
+    }
+
+    /// IQ sets that configure the room (MUC owner form, MIX config node or admin commands).
+    fn may_change_affiliations(&self, st: &Element) -> bool {
+        st.name() == "iq"
+            && st.attr("type") == Some("set")
+            && st.children().any(|c| {
+                c.is("query", NS_MUC_OWNER)
+                    || c.is("pubsub", xmpp_parsers::ns::PUBSUB)
+                    || c.ns() == mix_service::xml::NS_ADMIN
+            })
+    }
+
+    fn occupant_affiliations(&self) -> Vec<(String, &'static str)> {
+        self.occupants
+            .keys()
+            .map(|b| (b.clone(), self.affiliation(b)))
+            .collect()
+    }
+
+    fn handle_stanza(&mut self, st: &Element, ctx: &mut Ctx<'_>) -> RoomOutcome {
         let to = st.attr("to").and_then(|t| t.parse::<Jid>().ok());
         let muc = to.as_ref().is_some_and(|t| t.domain() == self.jid.domain());
         if !muc {
@@ -335,9 +371,12 @@ impl Room {
         self.occupants.get(bare)
     }
 
+    /// A role set for the visit. A moderator by affiliation keeps no role of its own: it is
+    /// derived, so that losing the affiliation (however it goes) ends it.
     pub(crate) fn set_occupant_role(&mut self, bare: &str, role: &'static str) {
+        let derived = role == "moderator" && self.is_moderator(bare);
         if let Some(o) = self.occupants.get_mut(bare) {
-            o.role = Some(role);
+            o.role = (!derived).then_some(role);
         }
     }
 
@@ -848,13 +887,10 @@ impl Room {
             sessions: BTreeMap::new(),
             role: None,
         });
-        let fresh = occupant.role.is_none();
         occupant.sessions.insert(full.clone(), st.clone());
-        if fresh {
+        if first_session {
             let role = self.default_role(&bare);
-            if let Some(o) = self.occupants.get_mut(&bare) {
-                o.role = Some(role);
-            }
+            self.set_occupant_role(&bare, role);
         }
         // The occupant's client as a presence-node item, for MIX clients (MM-06).
         let mixed = self.channel.client_presence(from, Some(st), ctx);

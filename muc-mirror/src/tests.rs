@@ -1348,3 +1348,34 @@ fn a_user_present_through_mix_enters_the_room_under_the_same_nick() {
     assert_eq!(to_owner[0].attr("from"), Some("coven@muc.x/bob"));
     assert!(t.room.channel.participant("bob@x").is_some());
 }
+
+#[test]
+fn admins_made_or_unmade_by_configuration_are_shown_with_their_new_standing() {
+    let mut t = T::new();
+    t.configure(&[("muc#roomconfig_roomadmins", "adm@x")]);
+    t.enter("owner@x/o", "owner");
+    t.enter("adm@x/a", "adm");
+    assert_eq!(t.room.role("adm@x"), "moderator");
+    // MUC-OWN-05: an admin lost through configuration is broadcast.
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='cfg' from='owner@x/o' to='{ROOM}'><query xmlns='{NS_MUC_OWNER}'>\
+         <x xmlns='{NS_DATA}' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+         <field var='muc#roomconfig_roomadmins'/></x></query></iq>"
+    ));
+    assert!(condition_or_none(&out).is_none());
+    assert_eq!(t.room.role("adm@x"), "participant");
+    let to_owner = to_whom(&sent(&out.outcome), "owner@x/o")
+        .into_iter()
+        .filter(|e| e.name() == "presence")
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(to_owner.len(), 1, "{to_owner:?}");
+    let item = to_owner[0]
+        .get_child("x", NS_MUC_USER)
+        .and_then(|x| x.get_child("item", NS_MUC_USER))
+        .expect("item");
+    assert_eq!(
+        (item.attr("affiliation"), item.attr("role")),
+        (Some("none"), Some("participant"))
+    );
+}
