@@ -333,6 +333,14 @@ impl Room {
                 self.settings.reserved.remove(&target);
             }
             (_, Some(n)) if item.attr("jid").is_some() && !n.is_empty() => {
+                // §7.10: one registrant per nick.
+                if self.reserved_by(n).is_some_and(|b| b != target) {
+                    return Err(error(
+                        ErrorType::Cancel,
+                        DefinedCondition::Conflict,
+                        "that nick is reserved by someone else in this room",
+                    ));
+                }
                 self.settings.reserved.insert(target.clone(), n.to_owned());
                 self.evict_squatter(&target, n, ctx, &mut out);
             }

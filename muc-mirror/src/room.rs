@@ -190,7 +190,7 @@ impl Room {
             .parse()
             .unwrap_or_else(|_| muc_domain.clone());
         let settings = Settings::from_element(channel.mirror_settings().as_ref());
-        Room {
+        let mut room = Room {
             channel,
             jid,
             occupants: BTreeMap::new(),
@@ -200,7 +200,9 @@ impl Room {
             presence_cap: None,
             relays: std::collections::HashMap::new(),
             invite_times: std::collections::HashMap::new(),
-        }
+        };
+        room.share_reserved_nicks();
+        room
     }
 
     /// Show the other face what an outcome of the channel's own (a MIX service request, an
@@ -393,6 +395,12 @@ impl Room {
         self.occupants.values().cloned().collect()
     }
 
+    fn share_reserved_nicks(&mut self) {
+        let reserved = &self.settings.reserved;
+        self.channel
+            .set_reserved_nicks(reserved.iter().map(|(b, n)| (n.as_str(), b.as_str())));
+    }
+
     /// Just loaded: participants that were there only as MUC occupants before a shutdown or a
     /// crash are not occupants any more (occupancy is not stored), so they leave the channel.
     pub fn reconcile(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
@@ -435,6 +443,7 @@ impl Room {
     }
 
     pub(crate) fn save_settings(&mut self, ctx: &mut Ctx<'_>, out: &mut Outcome) {
+        self.share_reserved_nicks();
         let more = self
             .channel
             .set_mirror_settings(&self.settings.to_element(), ctx);

@@ -1379,3 +1379,28 @@ fn admins_made_or_unmade_by_configuration_are_shown_with_their_new_standing() {
         (Some("none"), Some("participant"))
     );
 }
+
+#[test]
+fn a_nick_reserved_with_the_room_is_the_registrants_on_both_faces() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    t.admin(
+        "owner@x/o",
+        "<item jid='bob@x' affiliation='member' nick='Bob'/>",
+    );
+    // A MIX join may not take it.
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='set' id='j' from='eve@x/e' to='{CHAN}'>\
+         <join xmlns='{NS_CORE}'><subscribe node='urn:xmpp:mix:nodes:messages'/><nick>bob</nick></join></iq>"
+    ));
+    assert_eq!(condition(&out), "conflict");
+    // Nor may a second reservation, and the refused batch changes nothing.
+    let out = t.admin(
+        "owner@x/o",
+        "<item jid='eve@x' affiliation='member' nick='Bob'/>",
+    );
+    assert_eq!(condition(&out), "conflict");
+    assert_eq!(t.room.affiliation("eve@x"), "none");
+    assert_eq!(t.room.reserved_by("Bob"), Some("bob@x"));
+}

@@ -43,7 +43,9 @@ impl Channel {
                 "nick is too long or has control characters",
             ));
         }
-        let taken = self.nicks.get(&fold(nick)).is_some_and(|j| j != bare)
+        let folded = fold(nick);
+        let taken = self.nicks.get(&folded).is_some_and(|j| j != bare)
+            || self.reserved_nicks.get(&folded).is_some_and(|j| j != bare)
             || ctx.nicks.owner_of(nick).is_some_and(|j| j != bare);
         if taken {
             return Err(error(

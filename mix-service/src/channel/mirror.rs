@@ -26,6 +26,17 @@ pub struct Subject {
 }
 
 impl Channel {
+    /// The nicks reserved with the MUC face (nick → bare JID), which MIX nicks respect too.
+    pub fn set_reserved_nicks<'a>(
+        &mut self,
+        reserved: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        self.reserved_nicks = reserved
+            .into_iter()
+            .map(|(nick, bare)| (fold(nick), bare.to_owned()))
+            .collect();
+    }
+
     /// Participants that exist only through MUC occupancy. Occupants are not kept across a
     /// restart, so on load every one of these is left over (a shutdown or a crash) and goes.
     pub fn via_muc(&self) -> Vec<String> {

@@ -213,6 +213,9 @@ pub struct Channel {
     /// Where messages go (the messages node's subscribers' addresses), kept until a stanza
     /// changes persistent state (every change of subscriptions or participants is a write).
     messages_audience: Option<Arc<[String]>>,
+    /// Nicks reserved with the MUC face (XEP-0045 §7.10), folded → bare JID: a MIX nick may
+    /// not take one either (the mirror keeps them in its settings and tells the channel).
+    reserved_nicks: HashMap<String, String>,
 }
 
 /// The standard nodes and how the pubsub engine should treat each.
@@ -376,6 +379,7 @@ impl Channel {
             relays: HashMap::new(),
             pm_routes: HashMap::new(),
             messages_audience: None,
+            reserved_nicks: HashMap::new(),
         }
     }
 
