@@ -606,36 +606,28 @@ impl Room {
             return muc_error(st, bad("ask for a list"));
         };
         let cfg = self.channel.config();
-        let (attr, value, list): (&str, &str, Vec<String>) =
-            match (item.attr("affiliation"), item.attr("role")) {
-                (Some("owner"), _) => ("affiliation", "owner", cfg.owners.clone()),
-                (Some("admin"), _) => ("affiliation", "admin", cfg.admins.clone()),
-                (Some("outcast"), _) => ("affiliation", "outcast", self.channel.banned()),
-                (Some("member"), _) => (
-                    "affiliation",
-                    "member",
-                    if self.channel.members_only() {
-                        self.channel.allowed()
-                    } else {
-                        self.settings.members.iter().cloned().collect()
-                    },
-                ),
-                (None, Some(role @ ("moderator" | "participant" | "visitor"))) => {
-                    let list = self
-                        .everyone()
-                        .into_iter()
-                        .filter(|(b, _)| self.role(b) == role)
-                        .map(|(b, _)| b)
-                        .collect();
-                    ("role", role, list)
-                }
-                _ => return muc_error(st, bad("unknown list")),
-            };
+        let (value, list): (&str, Vec<String>) = match (item.attr("affiliation"), item.attr("role"))
+        {
+            (Some("owner"), _) => ("owner", cfg.owners.clone()),
+            (Some("admin"), _) => ("admin", cfg.admins.clone()),
+            (Some("outcast"), _) => ("outcast", self.channel.banned()),
+            (Some("member"), _) => (
+                "member",
+                if self.channel.members_only() {
+                    self.channel.allowed()
+                } else {
+                    self.settings.members.iter().cloned().collect()
+                },
+            ),
+            (None, Some(role @ ("moderator" | "participant" | "visitor"))) => {
+                return self.role_list(st, role, &actor);
+            }
+            _ => return muc_error(st, bad("unknown list")),
+        };
         // §9.5: members may read the member list of a non-anonymous room; other lists are
-        // for admins and owners (moderators for role lists).
-        let allowed = match (attr, value) {
-            ("role", _) => self.is_moderator(&actor),
-            (_, "member" | "owner") => {
+        // for admins and owners.
+        let allowed = match value {
+            "member" | "owner" => {
                 rank(self.affiliation(&actor)) >= rank("admin")
                     || (self.non_anonymous() && rank(self.affiliation(&actor)) >= rank("member"))
             }
@@ -647,13 +639,7 @@ impl Room {
         let mut query = Element::bare("query", NS_MUC_ADMIN);
         // A user is on one list: the member list does not repeat owners and admins who are
         // also in the allowed node (or registered with an open room).
-        let list: Vec<String> = if attr == "affiliation" {
-            list.into_iter()
-                .filter(|j| self.affiliation(j) == value)
-                .collect()
-        } else {
-            list
-        };
+        let list = list.into_iter().filter(|j| self.affiliation(j) == value);
         for j in list {
             let mut i = elem("item", NS_MUC_ADMIN, &[("jid", &j)]);
             set_attr(&mut i, "affiliation", self.affiliation(&j));
@@ -662,14 +648,39 @@ impl Room {
             {
                 i.append_child(text_elem("reason", NS_MUC_ADMIN, r));
             }
-            if attr == "role" {
-                set_attr(&mut i, "role", value);
-            }
             // §9.5: the nick of a list item is the one reserved with the room.
             if let Some(n) = self.reserved_nick(&j) {
                 set_attr(&mut i, "nick", n);
             }
             query.append_child(i);
+        }
+        Outcome::reply(iq_result(st, Some(query)))
+    }
+
+    /// §8.5, §8.8: a role list (for moderators) names occupants by nick and full JID.
+    fn role_list(&self, st: &Element, role: &str, actor: &str) -> Outcome {
+        if !self.is_moderator(actor) {
+            return muc_error(st, forbidden("you may not read that list"));
+        }
+        let mut query = Element::bare("query", NS_MUC_ADMIN);
+        for (bare, nick) in self.everyone() {
+            if self.role(&bare) != role {
+                continue;
+            }
+            let full = match self.occupant(&bare) {
+                Some(o) => o.sessions.keys().next_back().cloned(),
+                None => self.channel.client_of(&bare).map(|(f, _)| f),
+            };
+            query.append_child(elem(
+                "item",
+                NS_MUC_ADMIN,
+                &[
+                    ("affiliation", self.affiliation(&bare)),
+                    ("jid", full.as_deref().unwrap_or(&bare)),
+                    ("nick", &nick),
+                    ("role", role),
+                ],
+            ));
         }
         Outcome::reply(iq_result(st, Some(query)))
     }

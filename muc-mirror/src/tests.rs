@@ -1404,3 +1404,27 @@ fn a_nick_reserved_with_the_room_is_the_registrants_on_both_faces() {
     assert_eq!(t.room.affiliation("eve@x"), "none");
     assert_eq!(t.room.reserved_by("Bob"), Some("bob@x"));
 }
+
+#[test]
+fn role_lists_name_occupants_by_nick_and_full_jid_for_moderators_only() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.enter("owner@x/o", "owner");
+    t.enter("bob@x/b", "bob");
+    let list = |t: &mut T, from: &str| {
+        t.run(&format!(
+            "<iq xmlns='{NS}' type='get' id='l' from='{from}' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>\
+             <item role='participant'/></query></iq>"
+        ))
+    };
+    let out = list(&mut t, "owner@x/o");
+    let res = &sent(&out.outcome)[0].0;
+    let items: Vec<_> = res
+        .get_child("query", NS_MUC_ADMIN)
+        .expect("query")
+        .children()
+        .map(|i| (i.attr("nick"), i.attr("jid"), i.attr("role")))
+        .collect();
+    assert_eq!(items, [(Some("bob"), Some("bob@x/b"), Some("participant"))]);
+    assert_eq!(condition(&list(&mut t, "bob@x/b")), "forbidden");
+}
