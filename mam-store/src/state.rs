@@ -264,21 +264,28 @@ impl Store {
             let mut tx = p.begin().await?;
             let mut i = 0;
             while i < writes.len() {
+                // A run of appends to one channel node: one INSERT, the channel and node bound
+                // once (every bound value is copied twice on its way to SQLite).
+                let first = match &writes[i] {
+                    Write::Archive(r) => Some((&r.channel, &r.node)),
+                    _ => None,
+                };
                 let run = writes[i..]
                     .iter()
                     .take(ARCHIVE_ROWS_PER_INSERT)
-                    .take_while(|w| matches!(w, Write::Archive(_)))
+                    .take_while(|w| matches!(w, Write::Archive(r) if Some((&r.channel, &r.node)) == first))
                     .count();
-                if run > 0 {
+                if let (true, Some((channel, node))) = (run > 0, first) {
                     let mut b = sqlx::QueryBuilder::new(
-                        "INSERT INTO archive (channel, node, id, ts, sender, stanza, body) ");
+                        "INSERT INTO archive (channel, node, id, ts, sender, stanza, body) SELECT ");
+                    b.push_bind(channel).push(", ").push_bind(node).push(", v.* FROM (");
                     b.push_values(&writes[i..i + run], |mut row, w| {
                         if let Write::Archive(r) = w {
-                            row.push_bind(&r.channel).push_bind(&r.node).push_bind(&r.id)
-                                .push_bind(r.ts).push_bind(&r.sender).push_bind(&r.stanza)
-                                .push_bind(&r.body);
+                            row.push_bind(&r.id).push_bind(r.ts).push_bind(&r.sender)
+                                .push_bind(&r.stanza).push_bind(&r.body);
                         }
                     });
+                    b.push(") AS v");
                     b.build().execute(&mut *tx).await?;
                     i += run;
                     continue;
