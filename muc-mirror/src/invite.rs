@@ -381,26 +381,13 @@ impl Room {
         if to.is_empty() {
             return;
         }
-        let inviter_bare = row.inviter.split('/').next().unwrap_or_default();
         let mut n = elem(
             "message",
             NS_STANZA,
             &[("from", &room), ("type", "groupchat")],
         );
         let mut ux = Element::bare("x", NS_MUC_USER);
-        let mut item = elem(
-            "item",
-            NS_MUC_USER,
-            &[("affiliation", self.affiliation(inviter_bare))],
-        );
-        if let Some(o) = self.occupant(inviter_bare) {
-            set_attr(&mut item, "nick", &o.nick);
-            set_attr(&mut item, "role", self.role(inviter_bare));
-        }
-        if self.non_anonymous() {
-            set_attr(&mut item, "jid", &row.inviter);
-        }
-        ux.append_child(item);
+        ux.append_child(self.inviter_item(&row.inviter));
         let mut c = elem("cancel-invite", NS_WMI, &[("to", &row.invitee)]);
         if timeout {
             c.append_child(Element::bare("timeout", NS_WMI));
@@ -411,6 +398,25 @@ impl Room {
             stanza: n,
             to: to.to_vec(),
         });
+    }
+
+    /// Seed 000: the inviter as the occupants see it, an `<item/>` (its real JID only where
+    /// occupants see real JIDs).
+    fn inviter_item(&self, inviter: &str) -> Element {
+        let bare = inviter.split('/').next().unwrap_or_default();
+        let mut item = elem(
+            "item",
+            NS_MUC_USER,
+            &[("affiliation", self.affiliation(bare))],
+        );
+        if let Some(o) = self.occupant(bare) {
+            set_attr(&mut item, "nick", &o.nick);
+            set_attr(&mut item, "role", self.role(bare));
+        }
+        if self.non_anonymous() {
+            set_attr(&mut item, "jid", inviter);
+        }
+        item
     }
 
     /// Who the invitee is told cancelled: the seed shows the inviter's real JID, but the
@@ -444,21 +450,8 @@ impl Room {
         inviters.sort_unstable();
         inviters.dedup();
         for inviter in inviters {
-            let bare = inviter.split('/').next().unwrap_or_default();
             let mut ux = Element::bare("x", NS_MUC_USER);
-            let mut item = elem(
-                "item",
-                NS_MUC_USER,
-                &[("affiliation", self.affiliation(bare))],
-            );
-            if let Some(o) = self.occupant(bare) {
-                set_attr(&mut item, "nick", &o.nick);
-                set_attr(&mut item, "role", self.role(bare));
-            }
-            if self.non_anonymous() {
-                set_attr(&mut item, "jid", inviter);
-            }
-            ux.append_child(item);
+            ux.append_child(self.inviter_item(inviter));
             for r in pending.iter().filter(|r| r.inviter == inviter) {
                 let mut inv = elem("invite", NS_MUC_USER, &[("to", &r.invitee)]);
                 set_attr_ns(&mut inv, NS_WMI, "timestamp", &datetime(r.created_us));

@@ -19,20 +19,10 @@ from conftest import MIX, MUC
 from test_mix import POSITIVE_WAIT, wait_for
 from test_mix_misc import (ALLOWED, DEFAULT_NODES, NS_MISC, configure, create, invitation_fields,
                            invite, items, join_invited)
-from test_muc import Clients, enter, enter_refused, run
+from test_muc import enter, enter_refused, scenario
 
 NS_CONFERENCE = "jabber:x:conference"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
-
-
-def scenario(server, body):
-    async def go():
-        clients = Clients(server)
-        try:
-            return await body(clients)
-        finally:
-            await clients.close()
-    return run(go())
 
 
 def test_a_muc_only_contact_invited_by_a_mix_participant_enters_the_room(deployment):
