@@ -172,11 +172,23 @@ impl Store {
             if let Some(s) = before {
                 b.push(" AND ").push(order).push(" < ").push_bind(s);
             }
+            // A time bound is also a bound on the archive order: within a channel, archive
+            // time never goes back (mix-service `archive_ts`), so the first entry at or after
+            // `start` (the last at or before `end`), found by one descent of the time index,
+            // bounds `seq`. The planners then walk the archive order from there instead of
+            // reading every match and sorting it (PostgreSQL: walking `seq` from the start
+            // and filtering on `ts`). The `ts` filters stay: nothing outside the window.
             if let Some(t) = q.start {
                 b.push(" AND ts >= ").push_bind(t);
+                b.push(" AND seq >= (SELECT seq FROM archive WHERE channel = ")
+                    .push_bind(&q.channel).push(" AND node = ").push_bind(&q.node)
+                    .push(" AND ts >= ").push_bind(t).push(" ORDER BY ts, seq LIMIT 1)");
             }
             if let Some(t) = q.end {
                 b.push(" AND ts <= ").push_bind(t);
+                b.push(" AND seq <= (SELECT seq FROM archive WHERE channel = ")
+                    .push_bind(&q.channel).push(" AND node = ").push_bind(&q.node)
+                    .push(" AND ts <= ").push_bind(t).push(" ORDER BY ts DESC, seq DESC LIMIT 1)");
             }
             if let Some(w) = &q.with {
                 b.push(" AND sender = ").push_bind(w);
@@ -423,6 +435,33 @@ mod tests {
             .await
             .expect("range");
         assert_eq!(ids(&range), ["id002", "id003"]);
+        // Time bounds alone, both directions, and a window past the end.
+        let since = store
+            .archive_page(&ArchiveQuery {
+                start: Some(1001),
+                backwards: true,
+                ..q(3)
+            })
+            .await
+            .expect("since");
+        assert_eq!(ids(&since), ["id003", "id004", "id005"]);
+        assert!(!since.complete);
+        let until = store
+            .archive_page(&ArchiveQuery {
+                end: Some(1000),
+                ..q(10)
+            })
+            .await
+            .expect("until");
+        assert_eq!(ids(&until), ["id000", "id001"]);
+        let none = store
+            .archive_page(&ArchiveQuery {
+                start: Some(5000),
+                ..q(10)
+            })
+            .await
+            .expect("none");
+        assert!(none.rows.is_empty() && none.complete);
         assert!(matches!(
             store
                 .archive_page(&ArchiveQuery {

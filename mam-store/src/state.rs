@@ -102,6 +102,9 @@ pub struct ChannelState {
     pub participants: Vec<ParticipantRow>,
     /// Invitations still pending (used and cancelled ones stay in the table, not in memory).
     pub invitations: Vec<InvitationRow>,
+    /// The latest archive timestamp of any of its nodes (0: none): archive times never go
+    /// back within a channel, whatever the clock does (see `archive_page`'s time bounds).
+    pub last_archived_us: i64,
 }
 
 type ItemRow = (String, String, String, Option<String>);
@@ -139,6 +142,7 @@ impl Store {
              WHERE channel = $1 AND state = 'pending' ORDER BY created_us")
             .bind(name).fetch_all(p).await)?;
 
+        let node_names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
         let mut pubsub = Vec::new();
         for (node, config) in nodes {
             let config: NodeConfig = serde_json::from_str(&config)
@@ -194,11 +198,20 @@ impl Store {
                 state: InvitationState::parse(&state)?,
             });
         }
+        // Per node, so that each is one descent of the (channel, node, ts) index.
+        let mut last_archived_us = 0;
+        for node in &node_names {
+            let last: Option<i64> = on_pool!(self, p => sqlx::query_scalar(
+                "SELECT MAX(ts) FROM archive WHERE channel = $1 AND node = $2")
+                .bind(name).bind(node).fetch_one(p).await)?;
+            last_archived_us = last_archived_us.max(last.unwrap_or(0));
+        }
         Ok(Some(ChannelState {
             record,
             pubsub,
             participants,
             invitations,
+            last_archived_us,
         }))
     }
 
@@ -667,5 +680,40 @@ mod tests {
             Some("crone")
         );
         assert!(store.nick_owner("hag").await.expect("q").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_channel_loads_with_its_latest_archive_time() {
+        let (store, _dir) = testdb::store().await;
+        let mut writes = vec![Write::CreateChannel {
+            channel: NewChannel::named("c"),
+            now_us: 1,
+        }];
+        for node in ["messages", "info"] {
+            writes.push(Write::Pubsub {
+                channel: "c".into(),
+                change: Change::NodeCreated {
+                    node: node.into(),
+                    config: NodeConfig::default(),
+                },
+            });
+        }
+        for (i, (node, ts)) in [("messages", 50), ("info", 70), ("messages", 60)]
+            .into_iter()
+            .enumerate()
+        {
+            writes.push(Write::Archive(crate::ArchiveRecord {
+                channel: "c".into(),
+                node: node.into(),
+                id: format!("a{i}"),
+                ts,
+                sender: "x@y".into(),
+                stanza: "<message/>".into(),
+                body: None,
+            }));
+        }
+        store.commit(&writes).await.expect("commit");
+        let state = store.load_channel("c").await.expect("load").expect("c");
+        assert_eq!(state.last_archived_us, 70, "the latest of every node");
     }
 }

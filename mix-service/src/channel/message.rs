@@ -100,7 +100,7 @@ impl Channel {
             channel: self.name.clone(),
             node: NODE_MESSAGES.to_owned(),
             id,
-            ts: ctx.now_us,
+            ts: self.archive_ts(ctx.now_us),
             sender: bare,
             stanza: to_string(&archived),
             body,

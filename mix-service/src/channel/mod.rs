@@ -216,6 +216,8 @@ pub struct Channel {
     /// Nicks reserved with the MUC face (XEP-0045 §7.10), folded → bare JID: a MIX nick may
     /// not take one either (the mirror keeps them in its settings and tells the channel).
     reserved_nicks: HashMap<String, String>,
+    /// The latest archive time given (Unix µs); see `archive_ts`.
+    last_archived_us: i64,
 }
 
 /// The standard nodes and how the pubsub engine should treat each.
@@ -292,6 +294,7 @@ impl Channel {
         let jid = channel_jid(&state.record.name, domain);
         let mut ch = Channel::empty(&state.record.name, jid);
         ch.public = state.record.public;
+        ch.last_archived_us = state.last_archived_us;
         for c in state.pubsub {
             ch.pubsub.restore(c);
         }
@@ -380,6 +383,7 @@ impl Channel {
             pm_routes: HashMap::new(),
             messages_audience: None,
             reserved_nicks: HashMap::new(),
+            last_archived_us: 0,
         }
     }
 
@@ -622,8 +626,18 @@ impl Channel {
     /// XEP-0442: the item changes of the archived nodes (participants, info, config, subject)
     /// go to the archive too, shaped like the node's event notification, so a client can page
     /// through a node's history with MAM `<query node='...'/>`.
-    pub(crate) fn archive_node_changes(&self, out: &mut Outcome, ctx: &mut Ctx<'_>) {
+    /// The time an archive entry gets: now, but never before the channel's last one, so that
+    /// archive time follows archive order within a channel even when the clock steps back.
+    /// Time filters lean on that: a time bound becomes a bound on the archive order
+    /// (mam_store `archive_page`), which keeps them exact and fast at any archive size.
+    pub(crate) fn archive_ts(&mut self, now_us: i64) -> i64 {
+        self.last_archived_us = self.last_archived_us.max(now_us);
+        self.last_archived_us
+    }
+
+    pub(crate) fn archive_node_changes(&mut self, out: &mut Outcome, ctx: &mut Ctx<'_>) {
         let channel = self.jid.to_string();
+        let ts = self.archive_ts(ctx.now_us);
         let mut records = Vec::new();
         for w in &out.writes {
             let Write::Pubsub { change, .. } = w else {
@@ -656,7 +670,7 @@ impl Channel {
                 channel: self.name.clone(),
                 node: node.clone(),
                 id,
-                ts: ctx.now_us,
+                ts,
                 sender: publisher.unwrap_or_else(|| channel.clone()),
                 stanza: to_string(&msg),
                 body: None,

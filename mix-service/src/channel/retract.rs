@@ -355,7 +355,7 @@ impl Channel {
             channel: self.name.clone(),
             node: NODE_MESSAGES.to_owned(),
             id: retraction_id,
-            ts: ctx.now_us,
+            ts: self.archive_ts(ctx.now_us),
             sender: lookup.by.clone(),
             stanza: to_string(&renamespace(&reflected, NS_STANZA, NS_CLIENT)),
             // A retraction's fallback text is not something to find in a search.

@@ -1436,3 +1436,36 @@ fn jid_maybe_visible_shows_only_those_who_always_want_it() {
     assert!(!fanouts(&prefs).is_empty());
     assert!(item(&ch, "alice@x").get_child("jid", NS_CORE).is_some());
 }
+
+#[test]
+fn archive_time_never_goes_back_within_a_channel() {
+    // Time filters become bounds on the archive order (mam_store::archive_page), which is
+    // exact only if archive time follows archive order, whatever the clock does.
+    let mut ch = new_channel();
+    run(&mut ch, &join("alice@x/a", "alice"));
+    let say = |ch: &mut Channel, now_us: i64| {
+        let mut ids = Counter(now_us as u64);
+        let nicks = NickRegistry::default();
+        let mut ctx = Ctx {
+            now_us,
+            ids: &mut ids,
+            nicks: &nicks,
+        };
+        let out = ch.handle(
+            &st(&format!(
+                "<message xmlns='jabber:component:accept' type='groupchat' from='alice@x/a' to='{CH}'><body>hi</body></message>"
+            )),
+            &mut ctx,
+        );
+        out.writes
+            .iter()
+            .find_map(|w| match w {
+                Write::Archive(r) => Some(r.ts),
+                _ => None,
+            })
+            .expect("archived")
+    };
+    assert_eq!(say(&mut ch, 5_000_000), 5_000_000);
+    assert_eq!(say(&mut ch, 4_000_000), 5_000_000, "the clock stepped back");
+    assert_eq!(say(&mut ch, 6_000_000), 6_000_000);
+}
