@@ -119,6 +119,8 @@ pub struct Channels {
     pub idle: std::time::Duration,
     /// Rooms above this many occupants broadcast only moderators' presence.
     pub presence_cap: Option<usize>,
+    /// DMUC: mirror domains allowed to mirror rooms.
+    pub dmuc_mirrors: Vec<String>,
     actors: HashMap<String, Actor>,
     tasks: JoinSet<()>,
 }
@@ -146,6 +148,7 @@ impl Channels {
             nicks,
             idle: std::time::Duration::from_secs(600),
             presence_cap: None,
+            dmuc_mirrors: Vec::new(),
             actors: HashMap::new(),
             tasks: JoinSet::new(),
         }
@@ -171,6 +174,7 @@ impl Channels {
                         nicks: self.nicks.clone(),
                         idle: self.idle,
                         presence_cap: self.presence_cap,
+                        dmuc_mirrors: self.dmuc_mirrors.clone(),
                     };
                     self.tasks.spawn(task.run(rx, ended_tx));
                     self.actors.insert(
@@ -235,6 +239,7 @@ struct Task {
     nicks: Arc<RwLock<NickRegistry>>,
     idle: std::time::Duration,
     presence_cap: Option<usize>,
+    dmuc_mirrors: Vec<String>,
 }
 
 impl Task {
@@ -330,6 +335,7 @@ impl Task {
                 }
                 let mut room = Room::new(channel, &self.muc_domain);
                 room.presence_cap = self.presence_cap;
+                room.dmuc.allowed = self.dmuc_mirrors.clone();
                 batch.push(ChannelMsg::Loaded);
                 room
             }
@@ -405,6 +411,12 @@ impl Task {
                             let out = room.reconcile(&mut ctx);
                             room.after(out)
                         }
+                    };
+                    // What did not come through `handle` still goes out through the
+                    // room's boundary (DMUC mirrors).
+                    let out = match &msg {
+                        ChannelMsg::Stanza(_) => out,
+                        _ => room.finish(out),
                     };
                     outcomes.push((out, msg));
                 }
@@ -567,6 +579,9 @@ impl Task {
     ) -> Option<(Room, ChannelMsg)> {
         let first = rx.recv().await?;
         let join = match &first {
+            // Rooms are made on the master, never through a DMUC mirror (seed 003:
+            // administration happens on the master only).
+            ChannelMsg::Stanza(st) if st.has_child("dmuc", muc_mirror::dmuc::NS_DMUC) => None,
             ChannelMsg::Stanza(st) => muc_mirror::room::is_entering(st, &self.muc_domain),
             _ => None,
         };
@@ -604,6 +619,7 @@ impl Task {
         let mut room = Room::new(channel, &self.muc_domain);
         room.created = true;
         room.presence_cap = self.presence_cap;
+        room.dmuc.allowed = self.dmuc_mirrors.clone();
         Some((room, first))
     }
 

@@ -132,6 +132,27 @@ pub const SETTINGS: &[Setting] = &[
         doc: "rooms with more occupants broadcast only moderators' presence (0: no cap)",
     },
     Setting {
+        key: "dmuc.mirrors",
+        env: "MIXD_DMUC_MIRRORS",
+        kind: Kind::Text,
+        default: Some(""),
+        doc: "DMUC master: mirror domains allowed to mirror this service's rooms, comma-separated (empty: none)",
+    },
+    Setting {
+        key: "dmuc.mirror_domain",
+        env: "MIXD_DMUC_MIRROR_DOMAIN",
+        kind: Kind::Text,
+        default: Some(""),
+        doc: "DMUC mirror: a domain on which this mixd mirrors remote rooms for local users (empty: off)",
+    },
+    Setting {
+        key: "dmuc.mirror_secret",
+        env: "MIXD_DMUC_MIRROR_SECRET",
+        kind: Kind::Text,
+        default: None,
+        doc: "component secret of the mirror domain (defaults to `secret`)",
+    },
+    Setting {
         key: "archive.retention_days",
         env: "MIXD_ARCHIVE_RETENTION_DAYS",
         kind: Kind::Integer,
@@ -169,6 +190,10 @@ pub struct Config {
     pub reconnect_max: std::time::Duration,
     pub channel_idle: std::time::Duration,
     pub presence_cap: Option<usize>,
+    /// DMUC master: mirror domains allowed to mirror rooms.
+    pub dmuc_mirrors: Vec<String>,
+    /// DMUC mirror: the domain this mixd mirrors remote rooms on.
+    pub dmuc_mirror: Option<Domain>,
     pub retention: mam_store::Retention,
     pub retention_interval: std::time::Duration,
 }
@@ -390,6 +415,39 @@ impl<E: Fn(&str) -> Option<String>> Values<'_, E> {
                 )
             })?)
         };
+        let dmuc_mirrors: Vec<String> = self
+            .get("dmuc.mirrors")?
+            .unwrap_or_default()
+            .split(',')
+            .map(|d| d.trim().to_owned())
+            .filter(|d| !d.is_empty())
+            .collect();
+        for d in &dmuc_mirrors {
+            if d.parse::<jid::BareJid>()
+                .map_or(true, |j| j.node().is_some())
+            {
+                return Err(Self::bad("dmuc.mirrors", format!("`{d}` is not a domain")));
+            }
+        }
+        let mirror_domain = self.get("dmuc.mirror_domain")?.unwrap_or_default();
+        let dmuc_mirror = if mirror_domain.trim().is_empty() {
+            None
+        } else {
+            let d = mirror_domain.trim().to_owned();
+            if d.parse::<jid::BareJid>()
+                .map_or(true, |j| j.node().is_some())
+            {
+                return Err(Self::bad(
+                    "dmuc.mirror_domain",
+                    format!("`{d}` is not a domain"),
+                ));
+            }
+            let secret = match self.get("dmuc.mirror_secret")? {
+                Some(s) => s,
+                None => self.required("secret")?,
+            };
+            Some(Domain { domain: d, secret })
+        };
         let log = self.required("log")?;
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             return Err(Self::bad("log", format!("`{log}` is not a log filter")));
@@ -416,6 +474,8 @@ impl<E: Fn(&str) -> Option<String>> Values<'_, E> {
             )?),
             presence_cap: Some(self.integer("muc.presence_cap", 0, 1 << 24)? as usize)
                 .filter(|c| *c > 0),
+            dmuc_mirrors,
+            dmuc_mirror,
             retention: mam_store::Retention {
                 days: Some(self.integer("archive.retention_days", 0, 1 << 20)? as i64)
                     .filter(|d| *d > 0),

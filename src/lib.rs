@@ -117,12 +117,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     );
     channels.idle = config.channel_idle;
     channels.presence_cap = config.presence_cap;
+    channels.dmuc_mirrors = config.dmuc_mirrors.clone();
     let router = Router {
         domains,
         store: store.clone(),
         mix_out,
         muc_out,
         max_stanza_bytes: config.max_stanza_bytes,
+        dmuc_master: !config.dmuc_mirrors.is_empty(),
         channels,
     };
     tasks.spawn(router.run(rx, token.clone()));

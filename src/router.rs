@@ -49,6 +49,8 @@ pub struct Router {
     pub mix_out: Outbound,
     pub muc_out: Outbound,
     pub max_stanza_bytes: usize,
+    /// DMUC mirrors are accepted (advertised on the MUC domain).
+    pub dmuc_master: bool,
     /// The MIX face's live channels.
     pub channels: Channels,
 }
@@ -223,7 +225,7 @@ impl Router {
         let domains = &self.domains;
         let answer = service_iq(st, || match face {
             Face::Mix => mix_service::disco::mix_service_info(domains),
-            Face::Muc => muc_mirror::disco::muc_service_info(domains),
+            Face::Muc => muc_mirror::disco::muc_service_info(domains, self.dmuc_master),
         });
         match answer {
             None => {}

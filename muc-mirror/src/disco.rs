@@ -9,15 +9,21 @@ use mix_service::Domains;
 pub use mix_service::disco::FORM_MIX_MIRROR;
 
 /// disco#info of the MUC domain: identity `conference/text`, the MUC feature, and the XEP-0408
-/// form naming the MIX domain. MIX is never advertised here (MM-02).
-pub fn muc_service_info(domains: &Domains) -> DiscoInfoResult {
+/// form naming the MIX domain. MIX is never advertised here (MM-02). With `dmuc`, the
+/// service accepts DMUC mirrors (seed 003 §"Discovering Server Support").
+pub fn muc_service_info(domains: &Domains, dmuc: bool) -> DiscoInfoResult {
+    let mut features: std::collections::BTreeSet<String> =
+        [ns::MUC, ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING]
+            .into_iter()
+            .map(String::from)
+            .collect();
+    if dmuc {
+        features.insert(crate::dmuc::NS_DMUC.to_owned());
+    }
     DiscoInfoResult {
         node: None,
         identities: vec![Identity::new("conference", "text", "en", "Channels (MUC)")],
-        features: [ns::MUC, ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+        features,
         extensions: vec![DataForm::new(
             DataFormType::Result_,
             FORM_MIX_MIRROR,
@@ -38,7 +44,7 @@ mod tests {
             mix: "mix.example.org".parse().expect("jid"),
             muc: "muc.example.org".parse().expect("jid"),
         };
-        let info = muc_service_info(&d);
+        let info = muc_service_info(&d, false);
         assert_eq!(info.identities[0].type_, "text");
         assert!(info.features.contains(ns::MUC));
         assert!(

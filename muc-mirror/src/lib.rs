@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod disco;
+pub mod dmuc;
 mod invite;
 mod register;
 pub mod room;

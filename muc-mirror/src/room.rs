@@ -143,6 +143,8 @@ pub struct Room {
     /// When each inviter last invited, for the flood limit (seed 000 invitations are cheap to
     /// send and each one reaches a stranger).
     pub(crate) invite_times: std::collections::HashMap<String, std::collections::VecDeque<i64>>,
+    /// Distributed MUC: the mirrors of this room (seed 003).
+    pub dmuc: crate::dmuc::DmucMaster,
 }
 
 /// MUC-ENT-13: an empty or whitespace-only nick is refused. A nick is otherwise taken as sent
@@ -200,6 +202,7 @@ impl Room {
             presence_cap: None,
             relays: std::collections::HashMap::new(),
             invite_times: std::collections::HashMap::new(),
+            dmuc: Default::default(),
         };
         room.share_reserved_nicks();
         room
@@ -275,6 +278,39 @@ impl Room {
 
     /// Any stanza for this channel, on either face.
     pub fn handle(&mut self, st: &Element, ctx: &mut Ctx<'_>) -> RoomOutcome {
+        // Users behind a DMUC mirror are seen by their real JIDs (crate::dmuc).
+        let translated;
+        let st = match self.dmuc_inbound(st, ctx) {
+            crate::dmuc::Inbound::Plain => st,
+            crate::dmuc::Inbound::Translated(t) => {
+                translated = t;
+                &translated
+            }
+            crate::dmuc::Inbound::Done(out) => return self.finish((*out).into()),
+        };
+        let r = self.handle_translated(st, ctx);
+        self.finish(r)
+    }
+
+    /// Every outcome on its way out: what is for users behind a DMUC mirror goes through it,
+    /// broadcasts once per mirror (crate::dmuc). The shell calls this for outcomes that did not
+    /// come from [`Room::handle`].
+    pub fn finish(&mut self, mut r: RoomOutcome) -> RoomOutcome {
+        if self.dmuc.allowed.is_empty() {
+            return r;
+        }
+        let new = self.dmuc_new_mirrors();
+        self.dmuc_outbound(&mut r.outcome, &new);
+        for h in &mut r.history {
+            if let Some(esc) = self.dmuc.escaped(&h.to) {
+                h.to = esc;
+            }
+        }
+        self.dmuc_forget_gone();
+        r
+    }
+
+    fn handle_translated(&mut self, st: &Element, ctx: &mut Ctx<'_>) -> RoomOutcome {
         // Owners and admins are made by configuration (either face) as well as by muc#admin;
         // whoever gains or loses the standing while in the room is shown with its new
         // affiliation and role (XEP-0045 §10.2, MUC-OWN-05).
@@ -1077,7 +1113,7 @@ impl Room {
     }
 
     /// `unavailable`: the client's own unavailable presence, whose status the others see.
-    fn leave(
+    pub(crate) fn leave(
         &mut self,
         from: &Jid,
         codes: &[&str],

@@ -1428,3 +1428,88 @@ fn role_lists_name_occupants_by_nick_and_full_jid_for_moderators_only() {
     assert_eq!(items, [(Some("bob"), Some("bob@x/b"), Some("participant"))]);
     assert_eq!(condition(&list(&mut t, "bob@x/b")), "forbidden");
 }
+
+#[test]
+fn dmuc_master_sends_users_behind_a_mirror_through_it_and_broadcasts_once_per_mirror() {
+    use crate::dmuc::{NS_DMUC, NS_DMUC0};
+    let mut t = T::new();
+    t.configure(&[]);
+    t.room.dmuc.allowed = vec!["mirror.b".into()];
+    t.enter("owner@x/o", "owner");
+    let wayne = "wayne\\40b.example\\2fphone@mirror.b";
+    let keith = "keith\\40b.example\\2fpc@mirror.b";
+    let join = |t: &mut T, from: &str, nick: &str| {
+        t.run(&format!(
+            "<presence xmlns='{NS}' from='{from}' to='{ROOM}/{nick}'><dmuc xmlns='{NS_DMUC}' from='mirror.b'/></presence>"
+        ))
+    };
+    // A new mirror learns the configuration, then the roster, then the join goes on.
+    let out = join(&mut t, wayne, "wayne");
+    let s = sent(&out.outcome);
+    assert!(s[0].0.get_child("config", NS_DMUC0).is_some(), "{s:?}");
+    assert_eq!(s[0].1, ["mirror.b"]);
+    assert!(s[1].0.get_child("roster", NS_DMUC0).is_some());
+    let own = to_whom(&s, wayne);
+    assert!(
+        own.iter().any(|p| codes(p).contains(&"110".to_owned())),
+        "self-presence via the mirror"
+    );
+    assert!(
+        to_whom(&s, "wayne@b.example/phone").is_empty(),
+        "never around the mirror"
+    );
+    // The room knows wayne by his real JID.
+    assert!(t.room.occupant("wayne@b.example").is_some());
+    // A second user: no second configuration; his presence reaches the mirror once.
+    let out = join(&mut t, keith, "keith");
+    let s = sent(&out.outcome);
+    assert!(
+        s.iter()
+            .all(|(e, _)| e.get_child("config", NS_DMUC0).is_none())
+    );
+    assert_eq!(to_whom(&s, "mirror.b").len(), 1, "{s:?}");
+    // A message reaches both through one copy to the mirror.
+    let out = t.say("owner@x/o", "hello");
+    let s = sent(&out.outcome);
+    let to_mirror = to_whom(&s, "mirror.b");
+    assert_eq!(to_mirror.len(), 1);
+    assert_eq!(to_mirror[0].name(), "message");
+    assert!(to_whom(&s, wayne).is_empty() && to_whom(&s, keith).is_empty());
+    // Seed business rules: no nick change behind a mirror.
+    let out = t.run(&format!(
+        "<presence xmlns='{NS}' from='{wayne}' to='{ROOM}/bruce'/>"
+    ));
+    assert_eq!(condition(&out), "not-acceptable");
+    // Messages from behind the mirror are the real user's.
+    let out = t.run(&format!(
+        "<message xmlns='{NS}' type='groupchat' from='{keith}' to='{ROOM}'><body>hi</body></message>"
+    ));
+    let s = sent(&out.outcome);
+    assert_eq!(
+        to_whom(&s, "owner@x/o")[0].attr("from"),
+        Some("coven@muc.x/keith")
+    );
+    // A mirror that is not configured is refused.
+    let out = t.run(&format!(
+        "<presence xmlns='{NS}' from='eve\\40c.example\\2fe@mirror.c' to='{ROOM}/eve'><dmuc xmlns='{NS_DMUC}' from='mirror.c'/></presence>"
+    ));
+    assert_eq!(condition(&out), "forbidden");
+    // The mirror's link fails: its users are gone for everyone else (333).
+    let out = t.run(&format!(
+        "<message xmlns='{NS}' type='error' from='mirror.b' to='{ROOM}'><error type='cancel'>\
+         <remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ));
+    let s = sent(&out.outcome);
+    let gone: Vec<_> = to_whom(&s, "owner@x/o")
+        .into_iter()
+        .filter(|p| p.attr("type") == Some("unavailable"))
+        .map(|p| (p.attr("from").unwrap_or_default().to_owned(), codes(p)))
+        .collect();
+    assert_eq!(gone.len(), 2, "{s:?}");
+    assert!(gone.iter().all(|(_, c)| c.contains(&"333".to_owned())));
+    assert!(t.room.occupant("wayne@b.example").is_none());
+    assert!(
+        to_whom(&s, "mirror.b").is_empty(),
+        "nothing for the lost mirror"
+    );
+}

@@ -1,0 +1,466 @@
+//! Distributed MUC (seed 003, "DMUC3"), the master's side: a mirror service on another server
+//! joins a room once per local user, with `<dmuc xmlns='http://tridsys.com/protocol/dmuc'
+//! from='mirror-domain'/>`, from the user's XEP-0106-escaped address at its own domain
+//! (`wayne\40raleigh.example\2fphone@mirror.raleigh.example`: a component can only send from its
+//! own domain). From then on:
+//!
+//! - what the room sends to one such user goes to that escaped address (the mirror hands it on);
+//! - what the room broadcasts goes once to the mirror's domain, not once per user behind it:
+//!   the mirror delivers it to every local occupant (seed: "one presence with no <addresses/>");
+//! - a new mirror first gets the room configuration and its roster (`urn:xmpp:dmuc:0`);
+//! - users behind a mirror keep their nick (seed business rules: `not-acceptable`);
+//! - a mirror whose link failed (the server bounces what was sent to it) loses its occupants,
+//!   as if each had gone (333), and they come back by joining again.
+//!
+//! The room itself never learns any of this: stanzas are translated at the boundary
+//! ([`Room::dmuc_inbound`] before, [`Room::dmuc_outbound`] after), so every XEP-0045 rule holds
+//! for users behind a mirror exactly as for the others, with their real JIDs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jid::Jid;
+use minidom::Element;
+use mix_service::channel::{Ctx, Outcome, Send};
+use mix_service::stanza::{NS_STANZA, error, error_reply};
+use mix_service::xml::*;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use crate::room::{NS_MUC_USER, Room};
+
+/// The join tag (seed 003 §Joining).
+pub const NS_DMUC: &str = "http://tridsys.com/protocol/dmuc";
+/// Configuration, roster and history between master and mirror.
+pub const NS_DMUC0: &str = "urn:xmpp:dmuc:0";
+
+/// XEP-0106 §4: the characters a JID node cannot hold, and their escapes.
+const ESCAPES: [(char, &str); 10] = [
+    ('\\', "\\5c"),
+    (' ', "\\20"),
+    ('"', "\\22"),
+    ('&', "\\26"),
+    ('\'', "\\27"),
+    ('/', "\\2f"),
+    (':', "\\3a"),
+    ('<', "\\3c"),
+    ('>', "\\3e"),
+    ('@', "\\40"),
+];
+
+/// XEP-0106 escaping of `s` (a whole JID) into a node.
+pub fn escape_node(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match ESCAPES.iter().find(|(ch, _)| *ch == c) {
+            Some((_, e)) => out.push_str(e),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// The reverse of [`escape_node`]; a backslash that starts no known escape stays as it is
+/// (XEP-0106 §4.3).
+pub fn unescape_node(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        match ESCAPES.iter().find(|(_, e)| tail.starts_with(e)) {
+            Some((c, e)) => {
+                out.push(*c);
+                rest = &tail[e.len()..];
+            }
+            None => {
+                out.push('\\');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The master's view of the mirrors of one room.
+#[derive(Debug, Clone, Default)]
+pub struct DmucMaster {
+    /// Mirror domains allowed to mirror (the service's configuration); empty: DMUC is off.
+    pub allowed: Vec<String>,
+    /// Users behind a mirror: real full JID → mirror domain.
+    sessions: BTreeMap<String, String>,
+    /// Mirrors that have the room's configuration and roster.
+    known: BTreeSet<String>,
+}
+
+impl DmucMaster {
+    pub(crate) fn escaped(&self, real: &str) -> Option<String> {
+        self.sessions
+            .get(real)
+            .map(|m| format!("{}@{m}", escape_node(real)))
+    }
+
+    pub fn has_mirrors(&self) -> bool {
+        !self.sessions.is_empty()
+    }
+}
+
+/// What the boundary made of an arriving stanza.
+pub(crate) enum Inbound {
+    /// Not from a mirror: handle as it is.
+    Plain,
+    /// From a user behind a mirror: handle this translation (from = the user's real JID).
+    Translated(Element),
+    /// Answered here.
+    Done(Box<Outcome>),
+}
+
+impl Room {
+    /// Before the room sees a stanza: one from a mirror becomes one from the user behind it.
+    pub(crate) fn dmuc_inbound(&mut self, st: &Element, ctx: &mut Ctx<'_>) -> Inbound {
+        if self.dmuc.allowed.is_empty() {
+            return Inbound::Plain;
+        }
+        let Some(from) = st.attr("from").and_then(|f| f.parse::<Jid>().ok()) else {
+            return Inbound::Plain;
+        };
+        let domain = from.domain().to_string();
+        let tagged = st.get_child("dmuc", NS_DMUC);
+        let allowed = self.dmuc.allowed.contains(&domain);
+        if !allowed {
+            if tagged.is_some() {
+                // Only configured mirrors may speak for other servers' users.
+                return Inbound::Done(Box::new(refuse(
+                    st,
+                    ErrorType::Auth,
+                    DefinedCondition::Forbidden,
+                    "this service does not accept that mirror",
+                )));
+            }
+            return Inbound::Plain;
+        }
+        if let Some(t) = tagged
+            && t.attr("from") != Some(domain.as_str())
+        {
+            return Inbound::Done(Box::new(refuse(
+                st,
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                "the dmuc tag names another mirror than the sender",
+            )));
+        }
+        // The mirror itself: answers to what the room sent it, and bounces (its link failed).
+        let Some(node) = from.node() else {
+            if st.attr("type") == Some("error") {
+                return Inbound::Done(Box::new(self.mirror_lost(&domain, ctx)));
+            }
+            return Inbound::Done(Box::default());
+        };
+        let real = unescape_node(node.as_str());
+        let Ok(real_jid) = real.parse::<Jid>() else {
+            return Inbound::Done(Box::new(refuse(
+                st,
+                ErrorType::Modify,
+                DefinedCondition::JidMalformed,
+                "the escaped address is no JID",
+            )));
+        };
+        if real_jid.resource().is_none() || real_jid.domain().as_str() == domain {
+            return Inbound::Done(Box::new(refuse(
+                st,
+                ErrorType::Modify,
+                DefinedCondition::JidMalformed,
+                "a mirror speaks for a user's full JID on another domain",
+            )));
+        }
+        if st.attr("type") == Some("error") && is_link_failure(st) {
+            return Inbound::Done(Box::new(self.mirror_lost(&domain, ctx)));
+        }
+        let to_nick = st
+            .attr("to")
+            .and_then(|t| t.parse::<Jid>().ok())
+            .and_then(|t| t.resource().map(|r| r.to_string()));
+        if st.name() == "presence" && st.attr("type").is_none() {
+            let known = self.dmuc.sessions.contains_key(&real);
+            if !known && tagged.is_none() {
+                return Inbound::Done(Box::new(refuse(
+                    st,
+                    ErrorType::Modify,
+                    DefinedCondition::BadRequest,
+                    "a join through a mirror carries the dmuc tag",
+                )));
+            }
+            // Seed business rules: no nick changes behind a mirror.
+            let bare = real_jid.to_bare().to_string();
+            if let (true, Some(nick), Some(o)) = (known, &to_nick, self.occupant(&bare))
+                && &o.nick != nick
+            {
+                return Inbound::Done(Box::new(refuse(
+                    st,
+                    ErrorType::Cancel,
+                    DefinedCondition::NotAcceptable,
+                    "users behind a mirror keep their nick",
+                )));
+            }
+            self.dmuc.sessions.insert(real.clone(), domain);
+        } else if !self.dmuc.sessions.contains_key(&real) {
+            // Only users who joined through it may speak through a mirror.
+            return Inbound::Done(Box::new(refuse(
+                st,
+                ErrorType::Cancel,
+                DefinedCondition::NotAcceptable,
+                "join the room through the mirror first",
+            )));
+        }
+        let mut t = filtered(st, |c| !c.is("dmuc", NS_DMUC));
+        set_attr(&mut t, "from", &real);
+        // The seed's join example carries only the dmuc tag: it is an entry all the same.
+        if tagged.is_some() && !t.has_child("x", crate::room::NS_MUC) {
+            t.append_child(Element::bare("x", crate::room::NS_MUC));
+        }
+        Inbound::Translated(t)
+    }
+
+    /// After the room answered: what goes to users behind a mirror goes through it, and a
+    /// broadcast crosses to each mirror once.
+    pub(crate) fn dmuc_outbound(&mut self, out: &mut Outcome, new_mirrors: &[String]) {
+        if !self.dmuc.has_mirrors() && new_mirrors.is_empty() {
+            return;
+        }
+        let mut sends = Vec::with_capacity(out.sends.len() + 2 * new_mirrors.len());
+        // A new mirror learns the room first (seed: configuration, then roster, then the join).
+        for m in new_mirrors {
+            sends.push(Send::One(self.dmuc_config(m)));
+            sends.push(Send::One(self.dmuc_roster(m)));
+        }
+        // (mirror, stanza without real JIDs) → index in `sends` of the copy already sent.
+        let mut sent: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for s in out.sends.drain(..) {
+            let (stanza, to) = match s {
+                Send::One(mut el) => {
+                    let to = el.attr("to").unwrap_or_default().to_owned();
+                    if let Some(esc) = self.dmuc.escaped(&to) {
+                        set_attr(&mut el, "to", &esc);
+                    }
+                    sends.push(Send::One(el));
+                    continue;
+                }
+                Send::Fanout { stanza, to } => (stanza, to),
+                Send::Shared { stanza, to } => (stanza, to.to_vec()),
+            };
+            let mut direct = Vec::with_capacity(to.len());
+            let mut mirrors: BTreeSet<String> = BTreeSet::new();
+            for r in to {
+                match self.dmuc.sessions.get(&r) {
+                    Some(m) => {
+                        mirrors.insert(m.clone());
+                    }
+                    None => direct.push(r),
+                }
+            }
+            if !direct.is_empty() {
+                sends.push(Send::Fanout {
+                    stanza: stanza.clone(),
+                    to: direct,
+                });
+            }
+            for m in mirrors {
+                // The room sends moderators a richer copy (real JIDs) than the others; the
+                // mirror gets one copy, the richest, and filters per local occupant.
+                let key = (m.clone(), to_string(&without_jids(&stanza)));
+                let mut copy = stanza.clone();
+                set_attr(&mut copy, "to", &m);
+                match sent.get(&key) {
+                    Some(&i) => {
+                        if shows_jids(&stanza) {
+                            sends[i] = Send::One(copy);
+                        }
+                    }
+                    None => {
+                        sent.insert(key, sends.len());
+                        sends.push(Send::One(copy));
+                    }
+                }
+            }
+        }
+        out.sends = sends;
+    }
+
+    /// The room configuration for a mirror (seed: `<config xmlns='urn:xmpp:dmuc:0'>` with the
+    /// `muc#roomconfig` form).
+    fn dmuc_config(&self, mirror: &str) -> Element {
+        let mut iq = elem(
+            "iq",
+            NS_STANZA,
+            &[
+                ("from", &self.jid.to_string()),
+                ("to", mirror),
+                ("type", "set"),
+                (
+                    "id",
+                    &format!(
+                        "dmuc-config-{}",
+                        self.jid.node().map(|n| n.as_str()).unwrap_or_default()
+                    ),
+                ),
+            ],
+        );
+        let mut c = Element::bare("config", NS_DMUC0);
+        c.append_child(self.config_form());
+        iq.append_child(c);
+        iq
+    }
+
+    /// The roster for a mirror (seed: `<roster xmlns='urn:xmpp:dmuc:0'>`, an item per occupant
+    /// with its affiliation, real bare JID and nick).
+    fn dmuc_roster(&self, mirror: &str) -> Element {
+        let mut iq = elem(
+            "iq",
+            NS_STANZA,
+            &[
+                ("from", &self.jid.to_string()),
+                ("to", mirror),
+                ("type", "set"),
+                (
+                    "id",
+                    &format!(
+                        "dmuc-roster-{}",
+                        self.jid.node().map(|n| n.as_str()).unwrap_or_default()
+                    ),
+                ),
+            ],
+        );
+        let mut r = Element::bare("roster", NS_DMUC0);
+        for (bare, nick) in self.everyone() {
+            r.append_child(elem(
+                "item",
+                NS_DMUC0,
+                &[
+                    ("affiliation", self.affiliation(&bare)),
+                    ("role", self.role(&bare)),
+                    ("jid", &bare),
+                    ("name", &nick),
+                ],
+            ));
+        }
+        iq.append_child(r);
+        iq
+    }
+
+    /// Mirrors with a user in the room that the room has not told about itself yet.
+    pub(crate) fn dmuc_new_mirrors(&mut self) -> Vec<String> {
+        let present = self.present_sessions();
+        let mirrors: BTreeSet<String> = self
+            .dmuc
+            .sessions
+            .iter()
+            .filter(|(real, _)| present.contains(*real))
+            .map(|(_, m)| m.clone())
+            .collect();
+        let new: Vec<String> = mirrors
+            .into_iter()
+            .filter(|m| !self.dmuc.known.contains(m))
+            .collect();
+        self.dmuc.known.extend(new.iter().cloned());
+        new
+    }
+
+    /// Sessions that left (the room no longer has them) are forgotten.
+    pub(crate) fn dmuc_forget_gone(&mut self) {
+        let present = self.present_sessions();
+        self.dmuc.sessions.retain(|real, _| present.contains(real));
+    }
+
+    fn present_sessions(&self) -> BTreeSet<String> {
+        self.occupant_list()
+            .into_iter()
+            .flat_map(|o| o.sessions.into_keys())
+            .collect()
+    }
+
+    /// Seed §"Connection to master is lost": the mirror's link failed, so its users are gone
+    /// for everyone else (each as a 333 removal, XEP-0045 §"service-error-kick"); the mirror
+    /// is a new one when they come back.
+    fn mirror_lost(&mut self, mirror: &str, ctx: &mut Ctx<'_>) -> Outcome {
+        let gone: Vec<String> = self
+            .dmuc
+            .sessions
+            .iter()
+            .filter(|(_, m)| m.as_str() == mirror)
+            .map(|(r, _)| r.clone())
+            .collect();
+        self.dmuc.known.remove(mirror);
+        let mut out = Outcome::default();
+        for real in gone {
+            let Ok(from) = real.parse::<Jid>() else {
+                continue;
+            };
+            self.dmuc.sessions.remove(&real);
+            let more = self.leave(&from, &["333"], None, ctx);
+            out.writes.extend(more.writes);
+            // The mirror is unreachable: its own users' notices stay here.
+            out.sends.extend(
+                more.sends
+                    .into_iter()
+                    .filter(|s| !matches!(s, Send::One(e) if e.attr("to") == Some(real.as_str()))),
+            );
+        }
+        out
+    }
+}
+
+/// An error the sender's server made because the mirror could not be reached.
+fn is_link_failure(st: &Element) -> bool {
+    st.get_child("error", NS_STANZA).is_some_and(|e| {
+        e.children().any(|c| {
+            matches!(
+                c.name(),
+                "remote-server-not-found" | "remote-server-timeout" | "service-unavailable"
+            )
+        })
+    })
+}
+
+fn refuse(st: &Element, ty: ErrorType, cond: DefinedCondition, text: &str) -> Outcome {
+    let mut out = Outcome::default();
+    if let Some(mut e) = error_reply(st, error(ty, cond, text)) {
+        if st.name() == "presence" {
+            e.append_child(Element::bare("x", crate::room::NS_MUC));
+        }
+        out.sends.push(Send::One(e));
+    }
+    out
+}
+
+/// The stanza with the real JIDs taken out of its `muc#user` items.
+fn without_jids(st: &Element) -> Element {
+    let mut s = st.clone();
+    if let Some(x) = s.get_child_mut("x", NS_MUC_USER) {
+        for i in x.children_mut().filter(|c| c.is("item", NS_MUC_USER)) {
+            remove_attr(i, "jid");
+        }
+    }
+    s
+}
+
+fn shows_jids(st: &Element) -> bool {
+    st.get_child("x", NS_MUC_USER).is_some_and(|x| {
+        x.children()
+            .any(|i| i.is("item", NS_MUC_USER) && i.attr("jid").is_some())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xep_0106_escapes_a_whole_jid_into_a_node_and_back() {
+        let real = "wayne@raleigh.example/TransVerse";
+        let e = escape_node(real);
+        assert_eq!(e, "wayne\\40raleigh.example\\2fTransVerse");
+        assert_eq!(unescape_node(&e), real);
+        assert_eq!(unescape_node("a\\zz\\5c"), "a\\zz\\");
+        let odd = "o'brien & co <x>@d.example/a b:c\\";
+        assert_eq!(unescape_node(&escape_node(odd)), odd);
+    }
+}
