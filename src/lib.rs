@@ -50,13 +50,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let (mix_link, mix_out) = Link::new(spec(&config.mix), config.outbound_queue);
     let (muc_link, muc_out) = Link::new(spec(&config.muc), config.outbound_queue);
+    // DMUC mirror role: a third link, for the mirror domain.
+    let mirror_link = config
+        .dmuc_mirror
+        .as_ref()
+        .map(|d| Link::new(spec(d), config.outbound_queue));
     let token = CancellationToken::new();
 
     let admin_state = admin::AdminState {
-        links: vec![
+        links: [
             (config.mix.domain.clone(), mix_link.status.clone()),
             (config.muc.domain.clone(), muc_link.status.clone()),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            config
+                .dmuc_mirror
+                .iter()
+                .zip(mirror_link.iter())
+                .map(|(d, (l, _))| (d.domain.clone(), l.status.clone())),
+        )
+        .collect(),
         store: store.clone(),
         metrics,
     };
@@ -79,7 +93,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
 
     let (tx, rx) = mpsc::channel::<Arrival>(1024);
-    for (face, link) in [(Face::Mix, mix_link), (Face::Muc, muc_link)] {
+    let mut mirror_face = None;
+    let mut links = vec![(Face::Mix, mix_link), (Face::Muc, muc_link)];
+    if let (Some((link, out)), Some(d)) = (mirror_link, &config.dmuc_mirror) {
+        links.push((Face::Mirror, link));
+        mirror_face = Some(router::MirrorFace {
+            service: muc_mirror::dmuc_mirror::MirrorService::new(&d.domain),
+            out,
+        });
+    }
+    for (face, link) in links {
         let (ltx, mut lrx) = mpsc::channel(256);
         let tx = tx.clone();
         // Tag each link's stanzas with the face of the link that carried them.
@@ -125,6 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         muc_out,
         max_stanza_bytes: config.max_stanza_bytes,
         dmuc_master: !config.dmuc_mirrors.is_empty(),
+        mirror: mirror_face,
         channels,
     };
     tasks.spawn(router.run(rx, token.clone()));

@@ -21,6 +21,8 @@ use crate::link::{Inbound, Outbound};
 pub enum Face {
     Mix,
     Muc,
+    /// The DMUC mirror domain (seed 003): remote rooms mirrored for local users.
+    Mirror,
 }
 
 impl Face {
@@ -28,8 +30,15 @@ impl Face {
         match self {
             Face::Mix => "mix",
             Face::Muc => "muc",
+            Face::Mirror => "dmuc",
         }
     }
+}
+
+/// The DMUC mirror role: its service and the link of its domain.
+pub struct MirrorFace {
+    pub service: muc_mirror::dmuc_mirror::MirrorService,
+    pub out: Outbound,
 }
 
 /// A stanza as it arrived, with the face of the link that carried it.
@@ -51,6 +60,8 @@ pub struct Router {
     pub max_stanza_bytes: usize,
     /// DMUC mirrors are accepted (advertised on the MUC domain).
     pub dmuc_master: bool,
+    /// The DMUC mirror role, when configured.
+    pub mirror: Option<MirrorFace>,
     /// The MIX face's live channels.
     pub channels: Channels,
 }
@@ -69,7 +80,10 @@ impl Router {
                     None => break,
                 },
                 _ = shutdown.cancelled() => break,
-                _ = sweep.tick() => self.expire_channels().await,
+                _ = sweep.tick() => {
+                    self.expire_channels().await;
+                    self.probe_masters().await;
+                }
             }
         }
         while let Ok(a) = rx.try_recv() {
@@ -131,7 +145,40 @@ impl Router {
         }
     }
 
+    /// DMUC mirror: rooms whose master link is down are asked whether it is back.
+    async fn probe_masters(&mut self) {
+        if let Some(m) = &self.mirror {
+            for p in m.service.probes() {
+                m.out.send(&p).await;
+            }
+        }
+    }
+
+    /// Everything for the mirror domain, answers and errors included (a bounce is how a lost
+    /// master link shows, an answer how it comes back).
+    async fn for_mirror(&mut self, st: &Element) -> bool {
+        let Some(m) = &mut self.mirror else {
+            return false;
+        };
+        let mine = st
+            .attr("to")
+            .and_then(|t| t.parse::<Jid>().ok())
+            .is_some_and(|t| t.domain().as_str() == m.service.domain);
+        if !mine {
+            return false;
+        }
+        for el in m.service.handle(st) {
+            metrics::counter!("mixd_stanzas_out_total", "domain" => "dmuc", "kind" => el.name().to_owned())
+                .increment(1);
+            m.out.send(&el).await;
+        }
+        true
+    }
+
     async fn stanza(&mut self, link: Face, st: Element) {
+        if matches!(st.name(), "iq" | "message" | "presence") && self.for_mirror(&st).await {
+            return;
+        }
         // Errors and IQ results are never answered (RFC 6120 §8.3.1). The only ones mixd asked
         // for are addressed to an encoded JID: answers to IQs a channel relayed (XEP-0403
         // §3.6) and bounces of private messages it switched (XEP-0404 §6); the rest are
@@ -223,9 +270,12 @@ impl Router {
             return;
         }
         let domains = &self.domains;
+        // (The mirror domain never gets here: `for_mirror` takes all of it.)
         let answer = service_iq(st, || match face {
             Face::Mix => mix_service::disco::mix_service_info(domains),
-            Face::Muc => muc_mirror::disco::muc_service_info(domains, self.dmuc_master),
+            Face::Muc | Face::Mirror => {
+                muc_mirror::disco::muc_service_info(domains, self.dmuc_master)
+            }
         });
         match answer {
             None => {}
@@ -235,7 +285,7 @@ impl Router {
                     Ok(page) => {
                         let domain = match face {
                             Face::Mix => &self.domains.mix,
-                            Face::Muc => &self.domains.muc,
+                            Face::Muc | Face::Mirror => &self.domains.muc,
                         };
                         self.send(face, &mix_service::disco::items_reply(st, domain, &page))
                             .await;
@@ -426,6 +476,10 @@ impl Router {
         let out = match face {
             Face::Mix => &self.mix_out,
             Face::Muc => &self.muc_out,
+            Face::Mirror => match &self.mirror {
+                Some(m) => &m.out,
+                None => return,
+            },
         };
         metrics::counter!("mixd_stanzas_out_total", "domain" => face.label(), "kind" => st.name().to_owned())
             .increment(1);

@@ -90,12 +90,16 @@ pub struct DmucMaster {
     sessions: BTreeMap<String, String>,
     /// Mirrors that have the room's configuration and roster.
     known: BTreeSet<String>,
+    /// Users behind a mirror who asked something without being in the room (disco before
+    /// entering): their answer goes back through the mirror too. Cleared after each stanza.
+    asking: BTreeMap<String, String>,
 }
 
 impl DmucMaster {
     pub(crate) fn escaped(&self, real: &str) -> Option<String> {
         self.sessions
             .get(real)
+            .or_else(|| self.asking.get(real))
             .map(|m| format!("{}@{m}", escape_node(real)))
     }
 
@@ -202,6 +206,9 @@ impl Room {
                 )));
             }
             self.dmuc.sessions.insert(real.clone(), domain);
+        } else if st.name() == "iq" && !self.dmuc.sessions.contains_key(&real) {
+            // Questions before entering (disco): answered through the mirror.
+            self.dmuc.asking.insert(real.clone(), domain);
         } else if !self.dmuc.sessions.contains_key(&real) {
             // Only users who joined through it may speak through a mirror.
             return Inbound::Done(Box::new(refuse(
@@ -366,6 +373,7 @@ impl Room {
 
     /// Sessions that left (the room no longer has them) are forgotten.
     pub(crate) fn dmuc_forget_gone(&mut self) {
+        self.dmuc.asking.clear();
         let present = self.present_sessions();
         self.dmuc.sessions.retain(|real, _| present.contains(real));
     }
@@ -408,13 +416,14 @@ impl Room {
     }
 }
 
-/// An error the sender's server made because the mirror could not be reached.
+/// An error the sender's server made because the mirror could not be reached (an error from
+/// one user's client is that user's: the room handles it as for anyone, 333).
 fn is_link_failure(st: &Element) -> bool {
     st.get_child("error", NS_STANZA).is_some_and(|e| {
         e.children().any(|c| {
             matches!(
                 c.name(),
-                "remote-server-not-found" | "remote-server-timeout" | "service-unavailable"
+                "remote-server-not-found" | "remote-server-timeout"
             )
         })
     })

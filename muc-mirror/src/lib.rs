@@ -6,6 +6,7 @@
 mod admin;
 pub mod disco;
 pub mod dmuc;
+pub mod dmuc_mirror;
 mod invite;
 mod register;
 pub mod room;

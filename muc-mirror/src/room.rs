@@ -304,6 +304,9 @@ impl Room {
         for h in &mut r.history {
             if let Some(esc) = self.dmuc.escaped(&h.to) {
                 h.to = esc;
+                for el in std::iter::once(&mut h.subject).chain(h.then.iter_mut()) {
+                    set_attr(el, "to", &h.to);
+                }
             }
         }
         self.dmuc_forget_gone();

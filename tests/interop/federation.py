@@ -82,7 +82,7 @@ class MixdOn(Mixd):
     """The built mixd attached to one server of the pair (conftest.Mixd's HTTP and stop)."""
 
     def __init__(self, side: Side, mix: str | None = None, muc: str | None = None,
-                 log: str = "info,sqlx=warn"):
+                 log: str = "info,sqlx=warn", extra_env: dict | None = None):
         self.dir = tempfile.mkdtemp(prefix="mixd-")
         from conftest import free_port
         self.http_port = free_port()
@@ -95,6 +95,7 @@ class MixdOn(Mixd):
             "MIXD_DATA_DIR": os.path.join(self.dir, "data"),
             "MIXD_HTTP": f"127.0.0.1:{self.http_port}",
             "MIXD_LOG": log,
+            **(extra_env or {}),
         }
         if not MIXD.exists():
             raise RuntimeError(f"{MIXD} not built (cargo build)")

@@ -1,0 +1,791 @@
+//! Distributed MUC (seed 003), the mirror's side: mixd attached to a server whose users take
+//! part in rooms of a remote master. A local user addresses the master room through the mirror
+//! domain, the room's JID escaped into a node (XEP-0106): `room\40conference.remote@mirror.local`
+//! is `room@conference.remote`. The mirror
+//!
+//! - joins the master once per local user, from the user's escaped address with
+//!   `<dmuc xmlns='http://tridsys.com/protocol/dmuc' from='mirror.local'/>`, and relays what the
+//!   user sends (messages, presence changes, leaving) once;
+//! - takes each broadcast of the master once (sent to the mirror's domain) and delivers it to
+//!   every local occupant, as the room would have: from the room's address on the mirror, a
+//!   presence not to the occupant it is about (that one gets its own, with 110, through its
+//!   escaped address), real JIDs only where the room shows them (`muc#roomconfig_whois`);
+//! - keeps the room's configuration and roster as the master sends them;
+//! - refuses nick changes (`not-acceptable`, seed business rules);
+//! - when the link to the master fails (the server bounces what went there), tells local
+//!   occupants that the remote ones left, lets local occupants keep talking among themselves,
+//!   and queues what they say; once the master answers again, it joins every local occupant
+//!   again and sends the queue in order, and delivers nothing twice.
+//!
+//! Pure: stanzas in, stanzas out. The shell pings the master rooms while a link is down
+//! ([`MirrorService::probes`]) and hands every stanza for the mirror domain to
+//! [`MirrorService::handle`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use jid::Jid;
+use minidom::Element;
+use mix_service::stanza::{NS_STANZA, error, error_reply};
+use mix_service::xml::*;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use crate::dmuc::{NS_DMUC, NS_DMUC0, escape_node, unescape_node};
+use crate::room::{NS_MUC, NS_MUC_USER};
+
+/// Local messages kept for the master while its link is down, per room.
+const QUEUE_LIMIT: usize = 1000;
+
+/// The mirror service of one domain.
+#[derive(Debug, Default)]
+pub struct MirrorService {
+    /// The mirror domain, e.g. `mirror.raleigh.example`.
+    pub domain: String,
+    /// Mirrored rooms by the master room's bare JID.
+    rooms: BTreeMap<String, MirrorRoom>,
+}
+
+#[derive(Debug, Default)]
+struct MirrorRoom {
+    /// Local occupants the master confirmed (their self-presence came): full JID → nick.
+    local: BTreeMap<String, String>,
+    /// Joins sent to the master and not answered yet: full JID → nick.
+    joining: BTreeMap<String, String>,
+    /// Remote occupants as the broadcasts showed them: nick → their last presence (as the
+    /// master sent it).
+    remote: BTreeMap<String, Element>,
+    /// Roles by nick, from the broadcasts (for whom real JIDs are shown).
+    roles: BTreeMap<String, String>,
+    /// `muc#roomconfig_whois` is `anyone` (from the configuration the master sent).
+    non_anonymous: bool,
+    configured: bool,
+    /// The link to the master is down: local occupants talk among themselves.
+    down: bool,
+    /// Local messages to send to the master when the link is back, in order.
+    queued: VecDeque<Element>,
+    /// (nick, id) of queued messages already delivered locally: the master's reflection of
+    /// them is not delivered again.
+    delivered: BTreeSet<(String, String)>,
+    /// Local occupants joined again after the link came back: their repeated self-presence,
+    /// history and subject are not shown again.
+    rejoining: BTreeSet<String>,
+}
+
+impl MirrorService {
+    pub fn new(domain: &str) -> MirrorService {
+        MirrorService {
+            domain: domain.to_owned(),
+            rooms: BTreeMap::new(),
+        }
+    }
+
+    /// The room's address on the mirror.
+    fn local_room(&self, master: &str) -> String {
+        format!("{}@{}", escape_node(master), self.domain)
+    }
+
+    /// A local user's address as the master sees it.
+    fn escaped_user(&self, full: &str) -> String {
+        format!("{}@{}", escape_node(full), self.domain)
+    }
+
+    /// Any stanza for the mirror domain; what to send in answer.
+    pub fn handle(&mut self, st: &Element) -> Vec<Element> {
+        let (Some(from), Some(to)) = (
+            st.attr("from").and_then(|f| f.parse::<Jid>().ok()),
+            st.attr("to").and_then(|t| t.parse::<Jid>().ok()),
+        ) else {
+            return Vec::new();
+        };
+        if let Some(room) = self.master_room_of(&from) {
+            return self.master_stanza(st, &room, &to);
+        }
+        let Some(node) = to.node() else {
+            return self.service_iq(st);
+        };
+        let master = unescape_node(node.as_str());
+        match master.parse::<Jid>() {
+            Ok(m) if m.node().is_some() && m.resource().is_none() => {}
+            _ => {
+                return refusal(
+                    st,
+                    ErrorType::Cancel,
+                    DefinedCondition::ItemNotFound,
+                    "address a room as room\\40service@mirror",
+                );
+            }
+        }
+        self.local_stanza(st, &from, &master, to.resource().map(|r| r.as_str()))
+    }
+
+    /// The mirror domain itself: disco#info (a conference service that mirrors, seed 003
+    /// §"Discovering Server Support") and ping; nothing else.
+    fn service_iq(&self, st: &Element) -> Vec<Element> {
+        if st.name() != "iq" || st.attr("type") != Some("get") {
+            if matches!(st.attr("type"), Some("error") | Some("result")) || st.name() == "presence"
+            {
+                return Vec::new();
+            }
+            return refusal(
+                st,
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "",
+            );
+        }
+        let mut r = elem(
+            "iq",
+            NS_STANZA,
+            &[
+                ("from", &self.domain),
+                ("to", st.attr("from").unwrap_or_default()),
+                ("type", "result"),
+            ],
+        );
+        if let Some(id) = st.attr("id") {
+            set_attr(&mut r, "id", id);
+        }
+        if st.has_child("query", xmpp_parsers::ns::DISCO_INFO) {
+            let mut q = Element::bare("query", xmpp_parsers::ns::DISCO_INFO);
+            q.append_child(elem(
+                "identity",
+                xmpp_parsers::ns::DISCO_INFO,
+                &[
+                    ("category", "conference"),
+                    ("type", "text"),
+                    ("name", "DMUC mirror"),
+                ],
+            ));
+            for f in [
+                xmpp_parsers::ns::DISCO_INFO,
+                NS_MUC,
+                NS_DMUC,
+                "urn:xmpp:ping",
+            ] {
+                q.append_child(elem("feature", xmpp_parsers::ns::DISCO_INFO, &[("var", f)]));
+            }
+            r.append_child(q);
+        } else if !st.has_child("ping", "urn:xmpp:ping") {
+            return refusal(
+                st,
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "",
+            );
+        }
+        vec![r]
+    }
+
+    /// The master room a stanza comes from, if it is from one this mirror mirrors.
+    fn master_room_of(&self, from: &Jid) -> Option<String> {
+        let bare = from.to_bare().to_string();
+        self.rooms.contains_key(&bare).then_some(bare)
+    }
+
+    fn local_stanza(
+        &mut self,
+        st: &Element,
+        from: &Jid,
+        master: &str,
+        nick: Option<&str>,
+    ) -> Vec<Element> {
+        let full = from.to_string();
+        let escaped = self.escaped_user(&full);
+        let local_room = self.local_room(master);
+        let room = self.rooms.entry(master.to_owned()).or_default();
+        let present = room.local.get(&full).or(room.joining.get(&full)).cloned();
+        let mut out = Vec::new();
+        match st.name() {
+            "presence" => {
+                let unavailable = st.attr("type") == Some("unavailable");
+                if st.attr("type").is_some() && !unavailable {
+                    return out;
+                }
+                let Some(nick) = nick else {
+                    return refusal(
+                        st,
+                        ErrorType::Modify,
+                        DefinedCondition::JidMalformed,
+                        "enter a room with a nick",
+                    );
+                };
+                if let Some(p) = &present
+                    && p != nick
+                    && !unavailable
+                {
+                    // Seed business rules: no nick changes through a mirror.
+                    let mut e = refusal(
+                        st,
+                        ErrorType::Cancel,
+                        DefinedCondition::NotAcceptable,
+                        "nicks cannot change through a mirror",
+                    );
+                    for el in &mut e {
+                        el.append_child(Element::bare("x", NS_MUC));
+                    }
+                    return e;
+                }
+                let mut p = filtered(st, |c| !c.is("dmuc", NS_DMUC));
+                set_attr(&mut p, "from", &escaped);
+                set_attr(&mut p, "to", &format!("{master}/{nick}"));
+                if unavailable {
+                    room.joining.remove(&full);
+                    if room.down {
+                        // The master does not hear it now; the local occupants do.
+                        if let Some(n) = room.local.remove(&full) {
+                            out.extend(room.local_leave(&local_room, &full, &n, st));
+                        }
+                        return out;
+                    }
+                } else if present.is_none() {
+                    room.joining.insert(full.clone(), nick.to_owned());
+                    if !p.has_child("x", NS_MUC) {
+                        p.append_child(Element::bare("x", NS_MUC));
+                    }
+                    p.append_child(elem("dmuc", NS_DMUC, &[("from", &self.domain)]));
+                    if room.down {
+                        // Sent when the link is back (with the others); nothing to say now.
+                        room.joining.insert(full, nick.to_owned());
+                        return out;
+                    }
+                }
+                out.push(p);
+            }
+            "message" => {
+                let Some(nick_here) = room.local.get(&full).cloned() else {
+                    return refusal(
+                        st,
+                        ErrorType::Modify,
+                        DefinedCondition::NotAcceptable,
+                        "only occupants send messages to the room",
+                    );
+                };
+                let mut m = st.clone();
+                set_attr(&mut m, "from", &escaped);
+                match nick {
+                    Some(n) => set_attr(&mut m, "to", &format!("{master}/{n}")),
+                    None => set_attr(&mut m, "to", master),
+                }
+                if room.down && st.attr("type") == Some("groupchat") && nick.is_none() {
+                    // Local occupants keep talking among themselves; the master hears it
+                    // later, in order (seed §"Connection to master is lost").
+                    let id = st.attr("id").map(str::to_owned).unwrap_or_else(|| {
+                        format!("dmuc-{}-{}", room.queued.len(), room.delivered.len())
+                    });
+                    set_attr(&mut m, "id", &id);
+                    let mut shown = filtered(st, |_| true);
+                    set_attr(&mut shown, "id", &id);
+                    set_attr(&mut shown, "from", &format!("{local_room}/{nick_here}"));
+                    for to in room.local.keys() {
+                        let mut d = shown.clone();
+                        set_attr(&mut d, "to", to);
+                        out.push(d);
+                    }
+                    room.delivered.insert((nick_here, id));
+                    if room.queued.len() < QUEUE_LIMIT {
+                        room.queued.push_back(m);
+                    }
+                    return out;
+                }
+                out.push(m);
+            }
+            "iq" => {
+                // Room disco and the like, also before entering: the master answers through
+                // the mirror.
+                let mut q = st.clone();
+                set_attr(&mut q, "from", &escaped);
+                set_attr(
+                    &mut q,
+                    "to",
+                    &match nick {
+                        Some(n) => format!("{master}/{n}"),
+                        None => master.to_owned(),
+                    },
+                );
+                out.push(q);
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn master_stanza(&mut self, st: &Element, master: &str, to: &Jid) -> Vec<Element> {
+        let local_room = self.local_room(master);
+        let domain = self.domain.clone();
+        let Some(room) = self.rooms.get_mut(master) else {
+            return Vec::new();
+        };
+        let from_nick = st
+            .attr("from")
+            .and_then(|f| f.parse::<Jid>().ok())
+            .and_then(|f| f.resource().map(|r| r.to_string()));
+        let shown_from = match &from_nick {
+            Some(n) => format!("{local_room}/{n}"),
+            None => local_room.clone(),
+        };
+        // The link is there (something came through it).
+        let mut out = Vec::new();
+        if st.attr("type") == Some("error") && is_link_failure(st) {
+            return room.link_lost(&local_room);
+        }
+        if room.down {
+            out.extend(room.link_back(master, &domain));
+        }
+        match to.node() {
+            None => {
+                // To the mirror itself: configuration, roster, or a broadcast.
+                if st.name() == "iq" {
+                    return out.into_iter().chain(room.master_iq(st, &domain)).collect();
+                }
+                if st.name() == "presence"
+                    && let Some(n) = &from_nick
+                {
+                    let rejoined = room
+                        .local
+                        .iter()
+                        .any(|(f, ln)| ln == n && room.rejoining.contains(f));
+                    if rejoined {
+                        // A local occupant joined the master again after a lost link: the
+                        // other local occupants never saw it leave.
+                        return out;
+                    }
+                    room.note_presence(n, st);
+                }
+                if let ("message", Some(n), Some(id)) = (st.name(), &from_nick, st.attr("id"))
+                    && room.delivered.remove(&(n.clone(), id.to_owned()))
+                {
+                    // Delivered here while the link was down.
+                    return out;
+                }
+                for (full, nick) in &room.local {
+                    if st.name() == "presence" && from_nick.as_deref() == Some(nick.as_str()) {
+                        // Its own presence comes to it with 110, through its own address.
+                        continue;
+                    }
+                    let mut d = st.clone();
+                    set_attr(&mut d, "from", &shown_from);
+                    set_attr(&mut d, "to", full);
+                    if !room.non_anonymous
+                        && room.roles.get(nick).map(String::as_str) != Some("moderator")
+                    {
+                        strip_jids(&mut d);
+                    }
+                    out.push(d);
+                }
+            }
+            Some(node) => {
+                // To one local user.
+                let user = unescape_node(node.as_str());
+                let rejoining = room.rejoining.contains(&user);
+                let is_self = st.attr("type") != Some("error")
+                    && st.get_child("x", NS_MUC_USER).is_some_and(|x| {
+                        x.children()
+                            .any(|c| c.is("status", NS_MUC_USER) && c.attr("code") == Some("110"))
+                    });
+                if st.name() == "presence" {
+                    if let (Some(n), true) = (&from_nick, is_self) {
+                        if st.attr("type") == Some("unavailable") {
+                            room.local.remove(&user);
+                            room.joining.remove(&user);
+                            room.rejoining.remove(&user);
+                        } else {
+                            room.joining.remove(&user);
+                            room.local.insert(user.clone(), n.clone());
+                            room.note_presence(n, st);
+                            if rejoining {
+                                // Back after a lost link: it never left, as far as it knows.
+                                return out;
+                            }
+                        }
+                    } else if st.attr("type") == Some("error") {
+                        room.joining.remove(&user);
+                    }
+                }
+                if rejoining && st.name() == "message" {
+                    // Its history and the subject again: it has them. The subject is last
+                    // (XEP-0045 §7.2.2), so the rejoin is over with it.
+                    if st.has_child("subject", NS_STANZA) {
+                        room.rejoining.remove(&user);
+                        return out;
+                    }
+                    if st.has_child("delay", "urn:xmpp:delay") {
+                        return out;
+                    }
+                }
+                let mut d = st.clone();
+                set_attr(&mut d, "from", &shown_from);
+                set_attr(&mut d, "to", &user);
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    /// Rooms whose master link is down: the shell pings each master room from the mirror
+    /// domain; any answer (or any stanza from the master) brings the link back.
+    pub fn probes(&self) -> Vec<Element> {
+        self.rooms
+            .iter()
+            .filter(|(_, r)| r.down)
+            .map(|(master, _)| {
+                let mut iq = elem(
+                    "iq",
+                    NS_STANZA,
+                    &[
+                        ("from", &self.domain),
+                        ("to", master),
+                        ("type", "get"),
+                        ("id", "dmuc-probe"),
+                    ],
+                );
+                iq.append_child(Element::bare("ping", "urn:xmpp:ping"));
+                iq
+            })
+            .collect()
+    }
+
+    /// Local occupants of a mirrored room (for tests and the admin view).
+    pub fn local_occupants(&self, master: &str) -> Vec<(String, String)> {
+        self.rooms
+            .get(master)
+            .map(|r| {
+                r.local
+                    .iter()
+                    .map(|(f, n)| (f.clone(), n.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl MirrorRoom {
+    fn note_presence(&mut self, nick: &str, st: &Element) {
+        if st.attr("type") == Some("unavailable") {
+            self.remote.remove(nick);
+            self.roles.remove(nick);
+            return;
+        }
+        if let Some(role) = st
+            .get_child("x", NS_MUC_USER)
+            .and_then(|x| x.get_child("item", NS_MUC_USER))
+            .and_then(|i| i.attr("role"))
+        {
+            self.roles.insert(nick.to_owned(), role.to_owned());
+        }
+        if !self.local.values().any(|n| n == nick) {
+            self.remote.insert(nick.to_owned(), st.clone());
+        }
+    }
+
+    /// Configuration and roster from the master (seed: the mirror MUST answer).
+    fn master_iq(&mut self, st: &Element, domain: &str) -> Vec<Element> {
+        if !matches!(st.attr("type"), Some("set") | Some("get")) {
+            return Vec::new();
+        }
+        if let Some(c) = st.get_child("config", NS_DMUC0) {
+            self.non_anonymous = c
+                .get_child("x", "jabber:x:data")
+                .into_iter()
+                .flat_map(|x| x.children())
+                .find(|f| f.attr("var") == Some("muc#roomconfig_whois"))
+                .and_then(|f| f.children().find(|v| v.name() == "value"))
+                .is_some_and(|v| v.text() == "anyone");
+            self.configured = true;
+        } else if st.get_child("roster", NS_DMUC0).is_none() {
+            return refusal(
+                st,
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "",
+            );
+        }
+        let mut r = elem(
+            "iq",
+            NS_STANZA,
+            &[
+                ("from", domain),
+                ("to", st.attr("from").unwrap_or_default()),
+                ("type", "result"),
+            ],
+        );
+        if let Some(id) = st.attr("id") {
+            set_attr(&mut r, "id", id);
+        }
+        vec![r]
+    }
+
+    /// Seed §"Connection to master is lost": the local occupants see the remote ones leave.
+    fn link_lost(&mut self, local_room: &str) -> Vec<Element> {
+        if self.down {
+            return Vec::new();
+        }
+        self.down = true;
+        let mut out = Vec::new();
+        for (nick, _) in std::mem::take(&mut self.remote) {
+            for full in self.local.keys() {
+                let mut p = elem(
+                    "presence",
+                    NS_STANZA,
+                    &[
+                        ("from", &format!("{local_room}/{nick}")),
+                        ("to", full),
+                        ("type", "unavailable"),
+                    ],
+                );
+                let mut x = Element::bare("x", NS_MUC_USER);
+                x.append_child(elem(
+                    "item",
+                    NS_MUC_USER,
+                    &[("affiliation", "none"), ("role", "none")],
+                ));
+                // 333: gone because of a technical problem (XEP-0045 §"service-error-kick").
+                x.append_child(elem("status", NS_MUC_USER, &[("code", "333")]));
+                p.append_child(x);
+                out.push(p);
+            }
+            self.roles.remove(&nick);
+        }
+        out
+    }
+
+    /// The link is back: every local occupant joins again (the master forgot them), then what
+    /// they said meanwhile goes, in order.
+    fn link_back(&mut self, master: &str, domain: &str) -> Vec<Element> {
+        self.down = false;
+        let mut out = Vec::new();
+        for (full, nick) in self.local.iter().chain(self.joining.iter()) {
+            let mut p = elem(
+                "presence",
+                NS_STANZA,
+                &[
+                    ("from", &format!("{}@{domain}", escape_node(full))),
+                    ("to", &format!("{master}/{nick}")),
+                ],
+            );
+            p.append_child(Element::bare("x", NS_MUC));
+            p.append_child(elem("dmuc", NS_DMUC, &[("from", domain)]));
+            out.push(p);
+            self.rejoining.insert(full.clone());
+        }
+        out.extend(self.queued.drain(..));
+        out
+    }
+
+    /// A local occupant leaves while the master is unreachable: the others see it go.
+    fn local_leave(&self, local_room: &str, full: &str, nick: &str, st: &Element) -> Vec<Element> {
+        let mut out = Vec::new();
+        for to in self.local.keys().map(String::as_str).chain([full]) {
+            let mut p = filtered(st, |c| !c.is("x", NS_MUC));
+            set_attr(&mut p, "from", &format!("{local_room}/{nick}"));
+            set_attr(&mut p, "to", to);
+            let mut x = Element::bare("x", NS_MUC_USER);
+            x.append_child(elem(
+                "item",
+                NS_MUC_USER,
+                &[("affiliation", "none"), ("role", "none")],
+            ));
+            if to == full {
+                x.append_child(elem("status", NS_MUC_USER, &[("code", "110")]));
+            }
+            p.append_child(x);
+            out.push(p);
+        }
+        out
+    }
+}
+
+fn strip_jids(st: &mut Element) {
+    if let Some(x) = st.get_child_mut("x", NS_MUC_USER) {
+        for i in x.children_mut().filter(|c| c.is("item", NS_MUC_USER)) {
+            remove_attr(i, "jid");
+        }
+    }
+}
+
+/// An error the server made because the master could not be reached.
+fn is_link_failure(st: &Element) -> bool {
+    st.get_child("error", NS_STANZA).is_some_and(|e| {
+        e.children().any(|c| {
+            matches!(
+                c.name(),
+                "remote-server-not-found" | "remote-server-timeout"
+            )
+        })
+    })
+}
+
+fn refusal(st: &Element, ty: ErrorType, cond: DefinedCondition, text: &str) -> Vec<Element> {
+    error_reply(st, error(ty, cond, text)).into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: &str = "jabber:component:accept";
+    const MASTER: &str = "room@conference.a";
+    const LROOM: &str = "room\\40conference.a@mirror.b";
+    const WAYNE: &str = "wayne@b/phone";
+    const WAYNE_ESC: &str = "wayne\\40b\\2fphone@mirror.b";
+    const KEITH: &str = "keith@b/pc";
+    const KEITH_ESC: &str = "keith\\40b\\2fpc@mirror.b";
+
+    fn el(xml: &str) -> Element {
+        xml.parse().expect("xml")
+    }
+
+    fn to_of(out: &[Element]) -> Vec<&str> {
+        out.iter()
+            .map(|e| e.attr("to").unwrap_or_default())
+            .collect()
+    }
+
+    fn self_presence(esc: &str, nick: &str) -> Element {
+        el(&format!(
+            "<presence xmlns='{NS}' from='{MASTER}/{nick}' to='{esc}'><x xmlns='{NS_MUC_USER}'>\
+             <item affiliation='none' role='participant'/><status code='110'/></x></presence>"
+        ))
+    }
+
+    fn joined(m: &mut MirrorService, full: &str, esc: &str, nick: &str) {
+        let out = m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{full}' to='{LROOM}/{nick}'><x xmlns='{NS_MUC}'/></presence>"
+        )));
+        assert_eq!(to_of(&out), [format!("{MASTER}/{nick}")]);
+        assert_eq!(out[0].attr("from"), Some(esc));
+        assert_eq!(
+            out[0]
+                .get_child("dmuc", NS_DMUC)
+                .and_then(|d| d.attr("from")),
+            Some("mirror.b")
+        );
+        let out = m.handle(&self_presence(esc, nick));
+        assert_eq!(to_of(&out), [full]);
+        assert_eq!(
+            out[0].attr("from"),
+            Some(format!("{LROOM}/{nick}").as_str())
+        );
+    }
+
+    #[test]
+    fn local_users_reach_the_master_once_and_broadcasts_reach_every_local_user() {
+        let mut m = MirrorService::new("mirror.b");
+        joined(&mut m, WAYNE, WAYNE_ESC, "wayne");
+        // The master's configuration and roster are answered.
+        let out = m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='set' id='c1' from='{MASTER}' to='mirror.b'><config xmlns='{NS_DMUC0}'>\
+             <x xmlns='jabber:x:data' type='form'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>\
+             </config></iq>"
+        )));
+        assert_eq!(out[0].attr("type"), Some("result"));
+        assert_eq!(out[0].attr("id"), Some("c1"));
+        joined(&mut m, KEITH, KEITH_ESC, "keith");
+        // keith's presence, broadcast once to the mirror, reaches wayne, not keith; real
+        // JIDs are for moderators only in this room.
+        let out = m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{MASTER}/keith' to='mirror.b'><x xmlns='{NS_MUC_USER}'>\
+             <item affiliation='none' role='participant' jid='{KEITH}'/></x></presence>"
+        )));
+        assert_eq!(to_of(&out), [WAYNE]);
+        assert!(!to_string(&out[0]).contains("jid="), "semi-anonymous");
+        // One message from the master reaches both.
+        let out = m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='groupchat' id='m1' from='{MASTER}/scott' to='mirror.b'><body>hi</body></message>"
+        )));
+        assert_eq!(to_of(&out), [KEITH, WAYNE]);
+        assert!(
+            out.iter()
+                .all(|e| e.attr("from") == Some(&*format!("{LROOM}/scott")))
+        );
+        // What a local user says goes to the master once, as that user.
+        let out = m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='groupchat' id='w1' from='{WAYNE}' to='{LROOM}'><body>yo</body></message>"
+        )));
+        assert_eq!(to_of(&out), [MASTER]);
+        assert_eq!(out[0].attr("from"), Some(WAYNE_ESC));
+        // Seed business rules: no nick change through the mirror.
+        let out = m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{WAYNE}' to='{LROOM}/bruce'/>"
+        )));
+        assert_eq!(out[0].attr("type"), Some("error"));
+        assert!(to_string(&out[0]).contains("not-acceptable"));
+    }
+
+    #[test]
+    fn a_lost_master_link_leaves_local_users_talking_and_nothing_is_lost_or_doubled() {
+        let mut m = MirrorService::new("mirror.b");
+        joined(&mut m, WAYNE, WAYNE_ESC, "wayne");
+        joined(&mut m, KEITH, KEITH_ESC, "keith");
+        m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{MASTER}/scott' to='mirror.b'><x xmlns='{NS_MUC_USER}'>\
+             <item affiliation='owner' role='moderator'/></x></presence>"
+        )));
+        // The server bounces a message: the master is unreachable.
+        let out = m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='error' from='{MASTER}' to='{WAYNE_ESC}'><error type='cancel'>\
+             <remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )));
+        assert_eq!(to_of(&out), [KEITH, WAYNE], "scott left, for both");
+        assert!(out.iter().all(|p| p.attr("type") == Some("unavailable")));
+        assert_eq!(m.probes().len(), 1);
+        // Local users keep talking: delivered here, queued for the master.
+        let out = m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='groupchat' id='q1' from='{WAYNE}' to='{LROOM}'><body>still here?</body></message>"
+        )));
+        assert_eq!(to_of(&out), [KEITH, WAYNE]);
+        // The master answers again: both join again, then the queue goes, in order.
+        let out = m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='result' id='dmuc-probe' from='{MASTER}' to='mirror.b'/>"
+        )));
+        let names: Vec<_> = out
+            .iter()
+            .map(|e| (e.name(), e.attr("to").unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("presence", "room@conference.a/keith"),
+                ("presence", "room@conference.a/wayne"),
+                ("message", MASTER)
+            ]
+        );
+        assert_eq!(out[2].attr("id"), Some("q1"));
+        // Their repeated self-presence, history and subject are not shown again...
+        assert!(m.handle(&self_presence(WAYNE_ESC, "wayne")).is_empty());
+        let hist = el(&format!(
+            "<message xmlns='{NS}' type='groupchat' from='{MASTER}/scott' to='{WAYNE_ESC}'><body>old</body><delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/></message>"
+        ));
+        assert!(m.handle(&hist).is_empty());
+        assert!(m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='groupchat' from='{MASTER}' to='{WAYNE_ESC}'><subject/></message>"
+        ))).is_empty());
+        // ...nor the master's reflection of what they said meanwhile; new traffic flows.
+        let echo = el(&format!(
+            "<message xmlns='{NS}' type='groupchat' id='q1' from='{MASTER}/wayne' to='mirror.b'><body>still here?</body></message>"
+        ));
+        assert!(m.handle(&echo).is_empty());
+        let out = m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='groupchat' id='n1' from='{MASTER}/scott' to='mirror.b'><body>back</body></message>"
+        )));
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let mut m = MirrorService::new("mirror.b");
+        // Not a room address.
+        let out = m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{WAYNE}' to='nonsense@mirror.b/w'><x xmlns='{NS_MUC}'/></presence>"
+        )));
+        assert!(to_string(&out[0]).contains("item-not-found"));
+        // A configuration for a room nobody here asked to mirror.
+        let out = m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='set' id='c' from='other@conference.a' to='mirror.b'><config xmlns='{NS_DMUC0}'/></iq>"
+        )));
+        assert!(to_string(&out[0]).contains("service-unavailable"));
+        // Messages from someone not in the room.
+        let out = m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='groupchat' from='{WAYNE}' to='{LROOM}'><body>x</body></message>"
+        )));
+        assert!(to_string(&out[0]).contains("not-acceptable"));
+    }
+}
