@@ -100,6 +100,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         mirror_face = Some(router::MirrorFace {
             service: muc_mirror::dmuc_mirror::MirrorService::new(&d.domain),
             out,
+            started: std::time::Instant::now(),
         });
     }
     for (face, link) in links {

@@ -39,6 +39,8 @@ impl Face {
 pub struct MirrorFace {
     pub service: muc_mirror::dmuc_mirror::MirrorService,
     pub out: Outbound,
+    /// The mirror's clock starts here.
+    pub started: Instant,
 }
 
 /// A stanza as it arrived, with the face of the link that carried it.
@@ -145,10 +147,12 @@ impl Router {
         }
     }
 
-    /// DMUC mirror: rooms whose master link is down are asked whether it is back.
+    /// DMUC mirror: keepalive pings to master rooms; an unanswered one means a lost link.
     async fn probe_masters(&mut self) {
-        if let Some(m) = &self.mirror {
-            for p in m.service.probes() {
+        if let Some(m) = &mut self.mirror {
+            let now_ms = m.started.elapsed().as_millis() as u64;
+            for p in m.service.tick(now_ms) {
+                tracing::debug!(to = p.attr("to"), kind = p.name(), "dmuc mirror keepalive");
                 m.out.send(&p).await;
             }
         }
@@ -167,6 +171,13 @@ impl Router {
         if !mine {
             return false;
         }
+        tracing::debug!(
+            from = st.attr("from"),
+            to = st.attr("to"),
+            kind = st.name(),
+            ty = st.attr("type"),
+            "dmuc mirror in"
+        );
         for el in m.service.handle(st) {
             metrics::counter!("mixd_stanzas_out_total", "domain" => "dmuc", "kind" => el.name().to_owned())
                 .increment(1);

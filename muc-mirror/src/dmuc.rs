@@ -93,7 +93,15 @@ pub struct DmucMaster {
     /// Users behind a mirror who asked something without being in the room (disco before
     /// entering): their answer goes back through the mirror too. Cleared after each stanza.
     asking: BTreeMap<String, String>,
+    /// (real full JID, id) of the latest groupchat messages from behind mirrors: a mirror
+    /// sends again what a dying link may have swallowed, and what did arrive must not be
+    /// archived and shown twice.
+    recent: std::collections::VecDeque<(String, String)>,
+    recent_set: std::collections::HashSet<(String, String)>,
 }
+
+/// How many recent messages from behind mirrors are remembered against repeats.
+const RECENT: usize = 4096;
 
 impl DmucMaster {
     pub(crate) fn escaped(&self, real: &str) -> Option<String> {
@@ -157,6 +165,16 @@ impl Room {
             if st.attr("type") == Some("error") {
                 return Inbound::Done(Box::new(self.mirror_lost(&domain, ctx)));
             }
+            // The mirror asks whether the link is back (XEP-0199).
+            if st.name() == "iq"
+                && st.attr("type") == Some("get")
+                && st.has_child("ping", "urn:xmpp:ping")
+            {
+                let mut out = Outcome::default();
+                out.sends
+                    .push(Send::One(mix_service::stanza::iq_result(st, None)));
+                return Inbound::Done(Box::new(out));
+            }
             return Inbound::Done(Box::default());
         };
         let real = unescape_node(node.as_str());
@@ -217,6 +235,22 @@ impl Room {
                 DefinedCondition::NotAcceptable,
                 "join the room through the mirror first",
             )));
+        }
+        if st.name() == "message"
+            && st.attr("type") == Some("groupchat")
+            && let Some(id) = st.attr("id")
+        {
+            let key = (real.clone(), id.to_owned());
+            if !self.dmuc.recent_set.insert(key.clone()) {
+                // Sent again after a lost link, but it had arrived: once is enough.
+                return Inbound::Done(Box::default());
+            }
+            if self.dmuc.recent.len() >= RECENT
+                && let Some(old) = self.dmuc.recent.pop_front()
+            {
+                self.dmuc.recent_set.remove(&old);
+            }
+            self.dmuc.recent.push_back(key);
         }
         let mut t = filtered(st, |c| !c.is("dmuc", NS_DMUC));
         set_attr(&mut t, "from", &real);

@@ -34,6 +34,11 @@ use crate::room::{NS_MUC, NS_MUC_USER};
 
 /// Local messages kept for the master while its link is down, per room.
 const QUEUE_LIMIT: usize = 1000;
+/// How often a mirrored room's master is pinged while the link is quiet, and how long an
+/// answer may take before the link counts as lost (ms). A dead s2s connection takes what is
+/// written to it without an error; only a missing answer shows it.
+pub const PING_INTERVAL_MS: u64 = 10_000;
+pub const PING_TIMEOUT_MS: u64 = 5_000;
 
 /// The mirror service of one domain.
 #[derive(Debug, Default)]
@@ -68,6 +73,15 @@ struct MirrorRoom {
     /// Local occupants joined again after the link came back: their repeated self-presence,
     /// history and subject are not shown again.
     rejoining: BTreeSet<String>,
+    /// Local messages sent to the master whose reflection has not come back yet: (sender's
+    /// full JID, nick, the message as the user sent it). A link dies silently under what was
+    /// written to it last; these are what it may have taken along, and go again.
+    unacked: VecDeque<(String, String, Element)>,
+    /// The keepalive ping waiting for its answer: (id, when it went, ms).
+    ping: Option<(String, u64)>,
+    /// When the last keepalive went (ms).
+    last_ping_ms: u64,
+    pings: u64,
 }
 
 impl MirrorService {
@@ -265,26 +279,34 @@ impl MirrorService {
                     Some(n) => set_attr(&mut m, "to", &format!("{master}/{n}")),
                     None => set_attr(&mut m, "to", master),
                 }
-                if room.down && st.attr("type") == Some("groupchat") && nick.is_none() {
-                    // Local occupants keep talking among themselves; the master hears it
-                    // later, in order (seed §"Connection to master is lost").
-                    let id = st.attr("id").map(str::to_owned).unwrap_or_else(|| {
-                        format!("dmuc-{}-{}", room.queued.len(), room.delivered.len())
-                    });
+                let groupchat = st.attr("type") == Some("groupchat") && nick.is_none();
+                if room.down && groupchat {
+                    let domain = self.domain.clone();
+                    return room.said_while_down(
+                        &local_room,
+                        &full,
+                        &nick_here,
+                        master,
+                        &domain,
+                        st,
+                    );
+                }
+                if groupchat {
+                    // Its reflection from the master acknowledges it (matched by id).
+                    let id = match st.attr("id") {
+                        Some(id) => id.to_owned(),
+                        None => {
+                            room.pings += 1;
+                            format!("dmuc-m{}-{}", room.pings, room.unacked.len())
+                        }
+                    };
                     set_attr(&mut m, "id", &id);
-                    let mut shown = filtered(st, |_| true);
-                    set_attr(&mut shown, "id", &id);
-                    set_attr(&mut shown, "from", &format!("{local_room}/{nick_here}"));
-                    for to in room.local.keys() {
-                        let mut d = shown.clone();
-                        set_attr(&mut d, "to", to);
-                        out.push(d);
+                    let mut said = st.clone();
+                    set_attr(&mut said, "id", &id);
+                    if room.unacked.len() >= QUEUE_LIMIT {
+                        room.unacked.pop_front();
                     }
-                    room.delivered.insert((nick_here, id));
-                    if room.queued.len() < QUEUE_LIMIT {
-                        room.queued.push_back(m);
-                    }
-                    return out;
+                    room.unacked.push_back((full.clone(), nick_here, said));
                 }
                 out.push(m);
             }
@@ -325,8 +347,12 @@ impl MirrorService {
         // The link is there (something came through it).
         let mut out = Vec::new();
         if st.attr("type") == Some("error") && is_link_failure(st) {
-            return room.link_lost(&local_room);
+            // (What the server bounced is among the unacknowledged: it goes again later.)
+            room.ping = None;
+            return room.link_lost(&local_room, master, &domain);
         }
+        // The link is there: something came through it.
+        room.ping = None;
         if room.down {
             out.extend(room.link_back(master, &domain));
         }
@@ -350,11 +376,13 @@ impl MirrorService {
                     }
                     room.note_presence(n, st);
                 }
-                if let ("message", Some(n), Some(id)) = (st.name(), &from_nick, st.attr("id"))
-                    && room.delivered.remove(&(n.clone(), id.to_owned()))
-                {
-                    // Delivered here while the link was down.
-                    return out;
+                if let ("message", Some(n), Some(id)) = (st.name(), &from_nick, st.attr("id")) {
+                    room.unacked
+                        .retain(|(_, nick, m)| !(nick == n && m.attr("id") == Some(id)));
+                    if room.delivered.remove(&(n.clone(), id.to_owned())) {
+                        // Delivered here while the link was down.
+                        return out;
+                    }
                 }
                 for (full, nick) in &room.local {
                     if st.name() == "presence" && from_nick.as_deref() == Some(nick.as_str()) {
@@ -398,6 +426,9 @@ impl MirrorService {
                         }
                     } else if st.attr("type") == Some("error") {
                         room.joining.remove(&user);
+                    } else if let Some(n) = &from_nick {
+                        // The occupants a joiner is shown one by one are remote occupants too.
+                        room.note_presence(n, st);
                     }
                 }
                 if rejoining && st.name() == "message" {
@@ -420,27 +451,49 @@ impl MirrorService {
         out
     }
 
-    /// Rooms whose master link is down: the shell pings each master room from the mirror
-    /// domain; any answer (or any stanza from the master) brings the link back.
-    pub fn probes(&self) -> Vec<Element> {
-        self.rooms
-            .iter()
-            .filter(|(_, r)| r.down)
-            .map(|(master, _)| {
+    /// The shell's clock, every second or two (`now_ms`: any monotonic milliseconds): each
+    /// mirrored room with local occupants pings its master when the link has been quiet for
+    /// [`PING_INTERVAL_MS`] (or at once while it is down), and a ping left unanswered for
+    /// [`PING_TIMEOUT_MS`] means the link is lost. Any stanza from the master answers.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Element> {
+        let domain = self.domain.clone();
+        let mut out = Vec::new();
+        let masters: Vec<String> = self.rooms.keys().cloned().collect();
+        for master in masters {
+            let local_room = self.local_room(&master);
+            let Some(room) = self.rooms.get_mut(&master) else {
+                continue;
+            };
+            if room.local.is_empty() && room.joining.is_empty() {
+                continue;
+            }
+            if let Some((_, sent)) = &room.ping {
+                if now_ms.saturating_sub(*sent) < PING_TIMEOUT_MS {
+                    continue;
+                }
+                room.ping = None;
+                out.extend(room.link_lost(&local_room, &master, &domain));
+            }
+            if room.down || now_ms.saturating_sub(room.last_ping_ms) >= PING_INTERVAL_MS {
+                room.pings += 1;
+                let id = format!("dmuc-ping-{}", room.pings);
                 let mut iq = elem(
                     "iq",
                     NS_STANZA,
                     &[
-                        ("from", &self.domain),
-                        ("to", master),
+                        ("from", &domain),
+                        ("to", &master),
                         ("type", "get"),
-                        ("id", "dmuc-probe"),
+                        ("id", &id),
                     ],
                 );
                 iq.append_child(Element::bare("ping", "urn:xmpp:ping"));
-                iq
-            })
-            .collect()
+                out.push(iq);
+                room.ping = Some((id, now_ms));
+                room.last_ping_ms = now_ms;
+            }
+        }
+        out
     }
 
     /// Local occupants of a mirrored room (for tests and the admin view).
@@ -513,13 +566,54 @@ impl MirrorRoom {
         vec![r]
     }
 
+    /// A local occupant's groupchat message while the master is unreachable (`said` as the
+    /// user sent it): the local occupants keep talking among themselves, the master hears it
+    /// later, in order (seed §"Connection to master is lost").
+    fn said_while_down(
+        &mut self,
+        local_room: &str,
+        user: &str,
+        nick: &str,
+        master: &str,
+        domain: &str,
+        said: &Element,
+    ) -> Vec<Element> {
+        let id = said
+            .attr("id")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("dmuc-{}-{}", self.queued.len(), self.delivered.len()));
+        let mut shown = said.clone();
+        set_attr(&mut shown, "id", &id);
+        set_attr(&mut shown, "from", &format!("{local_room}/{nick}"));
+        let mut out = Vec::new();
+        for to in self.local.keys() {
+            let mut d = shown.clone();
+            set_attr(&mut d, "to", to);
+            out.push(d);
+        }
+        self.delivered.insert((nick.to_owned(), id.clone()));
+        if self.queued.len() < QUEUE_LIMIT {
+            let mut m = said.clone();
+            set_attr(&mut m, "id", &id);
+            set_attr(&mut m, "from", &format!("{}@{domain}", escape_node(user)));
+            set_attr(&mut m, "to", master);
+            self.queued.push_back(m);
+        }
+        out
+    }
+
     /// Seed §"Connection to master is lost": the local occupants see the remote ones leave.
-    fn link_lost(&mut self, local_room: &str) -> Vec<Element> {
+    fn link_lost(&mut self, local_room: &str, master: &str, domain: &str) -> Vec<Element> {
         if self.down {
             return Vec::new();
         }
         self.down = true;
         let mut out = Vec::new();
+        // What the dead link may have swallowed: the local occupants hear it now, the master
+        // when the link is back (and the master's copy, if it had it, is not delivered twice).
+        for (user, nick, said) in std::mem::take(&mut self.unacked) {
+            out.extend(self.said_while_down(local_room, &user, &nick, master, domain, &said));
+        }
         for (nick, _) in std::mem::take(&mut self.remote) {
             for full in self.local.keys() {
                 let mut p = elem(
@@ -719,14 +813,42 @@ mod tests {
             "<presence xmlns='{NS}' from='{MASTER}/scott' to='mirror.b'><x xmlns='{NS_MUC_USER}'>\
              <item affiliation='owner' role='moderator'/></x></presence>"
         )));
-        // The server bounces a message: the master is unreachable.
+        // wayne speaks; then the link dies silently: a keepalive goes unanswered.
         let out = m.handle(&el(&format!(
-            "<message xmlns='{NS}' type='error' from='{MASTER}' to='{WAYNE_ESC}'><error type='cancel'>\
-             <remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+            "<message xmlns='{NS}' type='groupchat' id='b1' from='{WAYNE}' to='{LROOM}'><body>anyone?</body></message>"
         )));
-        assert_eq!(to_of(&out), [KEITH, WAYNE], "scott left, for both");
-        assert!(out.iter().all(|p| p.attr("type") == Some("unavailable")));
-        assert_eq!(m.probes().len(), 1);
+        assert_eq!(to_of(&out), [MASTER]);
+        assert!(m.tick(1_000).is_empty(), "quiet for less than the interval");
+        let ping = m.tick(PING_INTERVAL_MS);
+        assert_eq!(to_of(&ping), [MASTER]);
+        assert!(ping[0].has_child("ping", "urn:xmpp:ping"));
+        let out = m.tick(PING_INTERVAL_MS + PING_TIMEOUT_MS);
+        // Scott leaves for both; what wayne said (unacknowledged, maybe lost with the link)
+        // reaches keith and wayne now, the master later; a ping goes again at once.
+        let kinds: Vec<_> = out
+            .iter()
+            .map(|e| (e.name(), e.attr("to").unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("message", KEITH),
+                ("message", WAYNE),
+                ("presence", KEITH),
+                ("presence", WAYNE),
+                ("iq", MASTER)
+            ]
+        );
+        assert!(
+            out[..2]
+                .iter()
+                .all(|p| p.attr("from") == Some(&*format!("{LROOM}/wayne")))
+        );
+        assert!(
+            out[2..4]
+                .iter()
+                .all(|p| p.attr("type") == Some("unavailable"))
+        );
         // Local users keep talking: delivered here, queued for the master.
         let out = m.handle(&el(&format!(
             "<message xmlns='{NS}' type='groupchat' id='q1' from='{WAYNE}' to='{LROOM}'><body>still here?</body></message>"
@@ -745,10 +867,13 @@ mod tests {
             [
                 ("presence", "room@conference.a/keith"),
                 ("presence", "room@conference.a/wayne"),
+                ("message", MASTER),
                 ("message", MASTER)
             ]
         );
-        assert_eq!(out[2].attr("id"), Some("q1"));
+        assert_eq!(out[2].attr("id"), Some("b1"));
+        assert_eq!(out[3].attr("id"), Some("q1"));
+        assert!(out[2..].iter().all(|q| q.attr("from") == Some(WAYNE_ESC)));
         // Their repeated self-presence, history and subject are not shown again...
         assert!(m.handle(&self_presence(WAYNE_ESC, "wayne")).is_empty());
         let hist = el(&format!(

@@ -1513,3 +1513,29 @@ fn dmuc_master_sends_users_behind_a_mirror_through_it_and_broadcasts_once_per_mi
         "nothing for the lost mirror"
     );
 }
+
+#[test]
+fn dmuc_master_takes_a_message_sent_again_after_a_lost_link_once() {
+    use crate::dmuc::NS_DMUC;
+    let mut t = T::new();
+    t.configure(&[]);
+    t.room.dmuc.allowed = vec!["mirror.b".into()];
+    t.enter("owner@x/o", "owner");
+    let wayne = "wayne\\40b.example\\2fphone@mirror.b";
+    t.run(&format!(
+        "<presence xmlns='{NS}' from='{wayne}' to='{ROOM}/wayne'><dmuc xmlns='{NS_DMUC}' from='mirror.b'/></presence>"
+    ));
+    let say = format!(
+        "<message xmlns='{NS}' type='groupchat' id='w1' from='{wayne}' to='{ROOM}'><body>hi</body></message>"
+    );
+    let first = t.run(&say);
+    assert!(
+        first
+            .outcome
+            .writes
+            .iter()
+            .any(|w| matches!(w, mam_store::Write::Archive(_)))
+    );
+    let again = t.run(&say);
+    assert!(again.outcome.writes.is_empty() && again.outcome.sends.is_empty());
+}

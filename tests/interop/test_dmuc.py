@@ -15,16 +15,21 @@ master never sends a broadcast to the users behind the mirror one by one (its s2
 mirror's users are only theirs: self-presence, history, subject).
 """
 import asyncio
+import socket
+import threading
 
 import pytest
 from slixmpp import JID
 from slixmpp.exceptions import PresenceError
 from slixmpp.plugins.xep_0004 import Form
 
-from federation import MixdOn, Pair, groupchat_bodies, login, logout, new_body, wait_until
+from federation import (PORTS, MixdOn, Pair, groupchat_bodies, login, logout, new_body,
+                        pick_addresses, wait_until)
 
 WAIT = 15.0
 QUIET = 1.5
+# Keepalive interval + timeout of the mirror, and the shell's 2 s clock, with room to spare.
+LOSS = 30.0
 MASTER_ROOM = "dmuc@conference.alpha.test"
 MIRROR = "mirror.beta.test"
 # The master room seen through the mirror (XEP-0106: '@' is \40).
@@ -37,11 +42,90 @@ def run(coro):
     return _LOOP.run_until_complete(coro)
 
 
+class Relay:
+    """A TCP relay in front of one server's s2s port: the other server reaches it here (the
+    pair's A_REACH/B_REACH), so the test can cut the s2s link (close every connection, refuse
+    new ones) and restore it, on loopback and without any firewall."""
+
+    def __init__(self, listen: str, target: str, port: int):
+        self.listen, self.target, self.port = listen, target, port
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.server = None
+        self.start()
+
+    def start(self):
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((self.listen, self.port))
+        srv.listen(16)
+        self.server = srv
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def _accept(self, srv):
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection((self.target, self.port), timeout=5)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        """The link is gone: connections reset, new ones refused."""
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        except OSError:
+            pass
+        self.server.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    c.close()
+                except OSError:
+                    pass
+            self.conns = []
+
+    def restore(self):
+        self.start()
+
+
 @pytest.fixture(scope="module")
 def dmuc():
-    """Both servers, the master mixd on A and the mirror mixd on B."""
-    p = Pair()
-    p.env["B_EXTRA"] = "conference.beta.test"
+    """Both servers, each reaching the other through a relay, the master mixd on A and the
+    mirror mixd on B."""
+    a_addr, b_addr = pick_addresses()
+    prefix = a_addr.rsplit(".", 1)[0]
+    a_reach, b_reach = f"{prefix}.4", f"{prefix}.5"
+    s2s = PORTS[1]
+    p = Pair(addrs=(a_addr, b_addr))
+    p.env.update(B_EXTRA="conference.beta.test", A_REACH=a_reach, B_REACH=b_reach)
+    relays = [Relay(a_reach, a_addr, s2s), Relay(b_reach, b_addr, s2s)]
+    p.relays = relays
     p.start()
     master = mirror = None
     try:
@@ -56,6 +140,8 @@ def dmuc():
             if m is not None:
                 m.stop()
         p.stop()
+        for r in relays:
+            r.cut()
         pending = [t for t in asyncio.all_tasks(_LOOP) if not t.done()]
         for t in pending:
             t.cancel()
@@ -145,3 +231,86 @@ def test_users_behind_a_mirror_take_part_in_the_master_room(dmuc):
     assert froms[bodies["dave"]] == f"{LOCAL_ROOM}/dave"
     assert any(e["error"]["condition"] == "not-acceptable" for e in nick_errors), (
         nick_change, [str(e) for e in nick_errors])
+
+
+def test_a_lost_link_leaves_each_side_talking_and_nothing_is_lost_or_doubled(dmuc):
+    """Seed 003 §"Connection to master is lost": when the s2s link goes, each side sees the
+    other side's occupants leave (333) and its own keep talking; when it comes back, presence
+    is resynchronised both ways and what the mirror's users said meanwhile reaches the master,
+    once, in order."""
+    p, master, mirror = dmuc
+    room_a, room_b = "cut@conference.alpha.test", "cut\\40conference.alpha.test@" + MIRROR
+
+    def presences(c, room, nick):
+        return [s for s in c.inbox if s.name == "presence" and s["from"] == JID(f"{room}/{nick}")]
+
+    def available(c, room, nick):
+        ps = presences(c, room, nick)
+        return bool(ps) and ps[-1]["type"] != "unavailable"
+
+    def gone_333(c, room, nick):
+        ps = presences(c, room, nick)
+        return bool(ps) and ps[-1]["type"] == "unavailable" and 333 in ps[-1]["muc"]["status_codes"]
+
+    async def body(clients):
+        alice = await login(p.a, "alice", "cut")
+        carol = await login(p.b, "carol", "cut")
+        dave = await login(p.b, "dave", "cut")
+        clients += [alice, carol, dave]
+        await enter(alice, room_a, "alice")
+        await alice.muc.set_room_config(JID(room_a), Form(), timeout=WAIT)
+        await enter(carol, room_b, "carol")
+        await enter(dave, room_b, "dave")
+        await wait_until(lambda: available(alice, room_a, "dave") and available(carol, room_b, "alice"),
+                         WAIT, "everyone in", clients)
+        for r in p.relays:
+            r.cut()
+        # A dead s2s connection swallows what is written to it last without a word: the
+        # master learns of the loss when its next broadcast bounces, the mirror when it does
+        # or when its keepalive goes unanswered (dmuc_mirror::PING_*).
+        alice.send_message(mto=JID(room_a), mbody=new_body("alice-early"), mtype="groupchat")
+        said = [new_body("carol-1"), new_body("dave-1"), new_body("carol-2")]
+        carol.send_message(mto=JID(room_b), mbody=said[0], mtype="groupchat")
+        await asyncio.sleep(1)
+        alice.send_message(mto=JID(room_a), mbody=new_body("alice-early"), mtype="groupchat")
+        await wait_until(lambda: gone_333(alice, room_a, "carol") and gone_333(alice, room_a, "dave"),
+                         LOSS, "the mirror's users gone for alice", clients)
+        await wait_until(lambda: gone_333(carol, room_b, "alice") and gone_333(dave, room_b, "alice"),
+                         LOSS, "alice gone for the mirror's users", clients)
+        dave.send_message(mto=JID(room_b), mbody=said[1], mtype="groupchat")
+        carol.send_message(mto=JID(room_b), mbody=said[2], mtype="groupchat")
+        await wait_until(lambda: set(said) <= set(groupchat_bodies(dave, room_b))
+                         and set(said) <= set(groupchat_bodies(carol, room_b)),
+                         WAIT, "the mirror's users hear each other", clients)
+        during = {"dave": list(groupchat_bodies(dave, room_b))}
+        for r in p.relays:
+            r.restore()
+        await wait_until(lambda: available(alice, room_a, "carol") and available(alice, room_a, "dave")
+                         and available(carol, room_b, "alice") and available(dave, room_b, "alice"),
+                         3 * WAIT, "presence back both ways", clients)
+        await wait_until(lambda: set(said) <= set(groupchat_bodies(alice, room_a)),
+                         WAIT, "what was said meanwhile at alice", clients)
+        after = new_body("alice-after")
+        alice.send_message(mto=JID(room_a), mbody=after, mtype="groupchat")
+        await wait_until(lambda: after in groupchat_bodies(carol, room_b) and after in groupchat_bodies(dave, room_b),
+                         WAIT, "traffic flows again", clients)
+        await asyncio.sleep(QUIET)
+        return said, during, {n: groupchat_bodies(c, r) for n, (c, r) in
+                              {"alice": (alice, room_a), "carol": (carol, room_b),
+                               "dave": (dave, room_b)}.items()}
+
+    said, during, heard = scenario(body)
+
+    def per_sender(bodies):
+        """Order per sender (messages of different clients may cross at the server)."""
+        return {who: [b for b in bodies if b.startswith(who)] for who in ("carol", "dave")}
+
+    local = [b for b in during["dave"] if b in said]
+    assert sorted(local) == sorted(said), f"local talk during the cut: {said} vs {local}"
+    assert per_sender(local) == per_sender(said)
+    at_alice = [b for b in heard["alice"] if b in said]
+    assert sorted(at_alice) == sorted(said), f"once each at the master: {heard['alice']}"
+    assert per_sender(at_alice) == per_sender(said), "in order per sender"
+    for nick in ("carol", "dave"):
+        for b in said:
+            assert heard[nick].count(b) == 1, f"{nick} got {b} {heard[nick].count(b)} times"
