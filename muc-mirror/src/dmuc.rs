@@ -98,6 +98,8 @@ pub struct DmucMaster {
     /// archived and shown twice.
     recent: std::collections::VecDeque<(String, String)>,
     recent_set: std::collections::HashSet<(String, String)>,
+    /// The user behind a mirror entering with the stanza being handled.
+    entering: Option<String>,
 }
 
 /// How many recent messages from behind mirrors are remembered against repeats.
@@ -223,6 +225,9 @@ impl Room {
                     "users behind a mirror keep their nick",
                 )));
             }
+            if !known {
+                self.dmuc.entering = Some(real.clone());
+            }
             self.dmuc.sessions.insert(real.clone(), domain);
         } else if st.name() == "iq" && !self.dmuc.sessions.contains_key(&real) {
             // Questions before entering (disco): answered through the mirror.
@@ -275,10 +280,22 @@ impl Room {
         }
         // (mirror, stanza without real JIDs) → index in `sends` of the copy already sent.
         let mut sent: BTreeMap<(String, String), usize> = BTreeMap::new();
+        // A mirror that has the room already shows a new user of its own the occupants from
+        // its copy: the master sends that user only what is its own (self-presence, history,
+        // subject), so that a join costs the same whatever the room's size.
+        let entering = self.dmuc.entering.take().filter(|real| {
+            self.dmuc
+                .sessions
+                .get(real)
+                .is_some_and(|m| !new_mirrors.contains(m))
+        });
         for s in out.sends.drain(..) {
             let (stanza, to) = match s {
                 Send::One(mut el) => {
                     let to = el.attr("to").unwrap_or_default().to_owned();
+                    if entering.as_deref() == Some(to.as_str()) && is_others_presence(&el) {
+                        continue;
+                    }
                     if let Some(esc) = self.dmuc.escaped(&to) {
                         set_attr(&mut el, "to", &esc);
                     }
@@ -408,8 +425,15 @@ impl Room {
     /// Sessions that left (the room no longer has them) are forgotten.
     pub(crate) fn dmuc_forget_gone(&mut self) {
         self.dmuc.asking.clear();
+        self.dmuc.entering = None;
         let present = self.present_sessions();
         self.dmuc.sessions.retain(|real, _| present.contains(real));
+        // A mirror without users stops getting broadcasts, so its copy of the room goes stale:
+        // the next user it brings makes it a new mirror again.
+        let sessions = &self.dmuc.sessions;
+        self.dmuc
+            .known
+            .retain(|m| sessions.values().any(|x| x == m));
     }
 
     fn present_sessions(&self) -> BTreeSet<String> {
@@ -448,6 +472,16 @@ impl Room {
         }
         out
     }
+}
+
+/// Another occupant's presence (what a room shows a newcomer before its self-presence).
+fn is_others_presence(el: &Element) -> bool {
+    el.name() == "presence"
+        && el.attr("type") != Some("error")
+        && !el.get_child("x", NS_MUC_USER).is_some_and(|x| {
+            x.children()
+                .any(|c| c.is("status", NS_MUC_USER) && c.attr("code") == Some("110"))
+        })
 }
 
 /// An error the sender's server made because the mirror could not be reached (an error from

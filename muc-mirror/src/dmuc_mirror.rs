@@ -58,6 +58,12 @@ struct MirrorRoom {
     /// Remote occupants as the broadcasts showed them: nick → their last presence (as the
     /// master sent it).
     remote: BTreeMap<String, Element>,
+    /// Local occupants' presence as the others see it (their self-presence without its
+    /// status codes, then what broadcasts showed): nick → presence.
+    present: BTreeMap<String, Element>,
+    /// Occupants the master showed a joining local user itself (before its self-presence):
+    /// the rest it sees from the mirror's copy.
+    shown: BTreeMap<String, BTreeSet<String>>,
     /// Roles by nick, from the broadcasts (for whom real JIDs are shown).
     roles: BTreeMap<String, String>,
     /// `muc#roomconfig_whois` is `anyone` (from the configuration the master sent).
@@ -415,10 +421,43 @@ impl MirrorService {
                             room.local.remove(&user);
                             room.joining.remove(&user);
                             room.rejoining.remove(&user);
+                            room.present.remove(n);
+                            if room.local.is_empty() {
+                                // The master stops broadcasting here: the copy goes stale.
+                                room.remote.clear();
+                                room.present.clear();
+                                room.roles.clear();
+                            }
                         } else {
                             room.joining.remove(&user);
+                            let entering = !room.local.contains_key(&user) || rejoining;
                             room.local.insert(user.clone(), n.clone());
-                            room.note_presence(n, st);
+                            let mut seen_by_others = st.clone();
+                            strip_status(&mut seen_by_others);
+                            room.present.insert(n.clone(), seen_by_others);
+                            // The master shows a joiner the others only when the room is new to
+                            // this mirror (dmuc::Room::dmuc_outbound); otherwise the mirror
+                            // does, from its copy, before the self-presence (XEP-0045 §7.2.3
+                            // order). Back after a lost link, a user sees again only the remote
+                            // occupants (it never saw the local ones go).
+                            let shown = room.shown.remove(&user).unwrap_or_default();
+                            if entering {
+                                let locals = if rejoining { None } else { Some(&room.present) };
+                                for (nick, p) in
+                                    room.remote.iter().chain(locals.into_iter().flatten())
+                                {
+                                    if nick == n || shown.contains(nick) {
+                                        continue;
+                                    }
+                                    let mut d = p.clone();
+                                    set_attr(&mut d, "from", &format!("{local_room}/{nick}"));
+                                    set_attr(&mut d, "to", &user);
+                                    if !room.non_anonymous {
+                                        strip_jids(&mut d);
+                                    }
+                                    out.push(d);
+                                }
+                            }
                             if rejoining {
                                 // Back after a lost link: it never left, as far as it knows.
                                 return out;
@@ -429,6 +468,16 @@ impl MirrorService {
                     } else if let Some(n) = &from_nick {
                         // The occupants a joiner is shown one by one are remote occupants too.
                         room.note_presence(n, st);
+                        if !room.local.contains_key(&user) || rejoining {
+                            room.shown
+                                .entry(user.clone())
+                                .or_default()
+                                .insert(n.clone());
+                        }
+                        if rejoining && room.local.values().any(|l| l == n) {
+                            // A local occupant it never saw go.
+                            return out;
+                        }
                     }
                 }
                 if rejoining && st.name() == "message" {
@@ -514,6 +563,7 @@ impl MirrorRoom {
     fn note_presence(&mut self, nick: &str, st: &Element) {
         if st.attr("type") == Some("unavailable") {
             self.remote.remove(nick);
+            self.present.remove(nick);
             self.roles.remove(nick);
             return;
         }
@@ -524,7 +574,9 @@ impl MirrorRoom {
         {
             self.roles.insert(nick.to_owned(), role.to_owned());
         }
-        if !self.local.values().any(|n| n == nick) {
+        if self.local.values().any(|n| n == nick) {
+            self.present.insert(nick.to_owned(), st.clone());
+        } else {
             self.remote.insert(nick.to_owned(), st.clone());
         }
     }
@@ -687,6 +739,14 @@ impl MirrorRoom {
     }
 }
 
+/// A self-presence as the others see it: without its status codes (110 and the like).
+fn strip_status(st: &mut Element) {
+    if let Some(x) = st.get_child_mut("x", NS_MUC_USER) {
+        let kept = filtered(x, |c| !c.is("status", NS_MUC_USER));
+        *x = kept;
+    }
+}
+
 fn strip_jids(st: &mut Element) {
     if let Some(x) = st.get_child_mut("x", NS_MUC_USER) {
         for i in x.children_mut().filter(|c| c.is("item", NS_MUC_USER)) {
@@ -753,11 +813,13 @@ mod tests {
             Some("mirror.b")
         );
         let out = m.handle(&self_presence(esc, nick));
-        assert_eq!(to_of(&out), [full]);
-        assert_eq!(
-            out[0].attr("from"),
-            Some(format!("{LROOM}/{nick}").as_str())
-        );
+        assert!(to_of(&out).iter().all(|t| *t == full));
+        let own = out.last().expect("self-presence");
+        assert_eq!(own.attr("from"), Some(format!("{LROOM}/{nick}").as_str()));
+        // The others come first, from the mirror's copy, once the room is not new to it.
+        for p in &out[..out.len() - 1] {
+            assert_ne!(p.attr("from"), own.attr("from"));
+        }
     }
 
     #[test]
@@ -772,7 +834,18 @@ mod tests {
         )));
         assert_eq!(out[0].attr("type"), Some("result"));
         assert_eq!(out[0].attr("id"), Some("c1"));
-        joined(&mut m, KEITH, KEITH_ESC, "keith");
+        // keith, the second local user: the master sends him only his own presence, the
+        // mirror shows him wayne from its copy.
+        m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{KEITH}' to='{LROOM}/keith'><x xmlns='{NS_MUC}'/></presence>"
+        )));
+        let out = m.handle(&self_presence(KEITH_ESC, "keith"));
+        let froms: Vec<_> = out
+            .iter()
+            .map(|e| e.attr("from").unwrap_or_default())
+            .collect();
+        assert_eq!(froms, [format!("{LROOM}/wayne"), format!("{LROOM}/keith")]);
+        assert!(!to_string(&out[0]).contains("code='110'"));
         // keith's presence, broadcast once to the mirror, reaches wayne, not keith; real
         // JIDs are for moderators only in this room.
         let out = m.handle(&el(&format!(

@@ -1468,6 +1468,11 @@ fn dmuc_master_sends_users_behind_a_mirror_through_it_and_broadcasts_once_per_mi
             .all(|(e, _)| e.get_child("config", NS_DMUC0).is_none())
     );
     assert_eq!(to_whom(&s, "mirror.b").len(), 1, "{s:?}");
+    // The mirror has the room: keith gets only his own presence from the master (the mirror
+    // shows him the others from its copy).
+    let to_keith = to_whom(&s, keith);
+    assert_eq!(to_keith.len(), 1, "{to_keith:?}");
+    assert!(codes(to_keith[0]).contains(&"110".to_owned()));
     // A message reaches both through one copy to the mirror.
     let out = t.say("owner@x/o", "hello");
     let s = sent(&out.outcome);

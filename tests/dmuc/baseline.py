@@ -102,9 +102,14 @@ class Scene:
         self.phases.append((name, count, t0, time.time()))
 
 
-async def scene(pair: Pair, capture: Capture, k: int, r: int, m: int) -> Scene:
+# With --dmuc, B's users reach the room through the mirror on B (issue 7): its address there.
+MIRROR = "mirror.beta.test"
+
+
+async def scene(pair: Pair, capture: Capture, k: int, r: int, m: int, dmuc: bool = False) -> Scene:
     sc = Scene(capture)
     room = JID(f"room@{pair.a.muc}")
+    remote_room = JID(f"room\\40{pair.a.muc}@{MIRROR}") if dmuc else room
     clients = []
     try:
         local = []
@@ -116,7 +121,7 @@ async def scene(pair: Pair, capture: Capture, k: int, r: int, m: int) -> Scene:
         for i in range(1, r + 1):
             c = await login(pair.b, f"remote{i}", "bench")
             clients.append(c)
-            remote.append(Occupant(c, f"r{i}", room, "B"))
+            remote.append(Occupant(c, f"r{i}", remote_room, "B"))
         inside = []
         everyone = local + remote
 
@@ -145,7 +150,7 @@ async def scene(pair: Pair, capture: Capture, k: int, r: int, m: int) -> Scene:
         async def enter(o, name):
             others = list(inside)
             await sc.phase(name, 1,
-                           lambda: o.c.muc.join_muc_wait(room, o.nick, timeout=WAIT),
+                           lambda: o.c.muc.join_muc_wait(o.room, o.nick, timeout=WAIT),
                            lambda: all(x.seen(presence_from(o.nick, True)) for x in others),
                            f"{o.nick}'s presence at every occupant")
             inside.append(o)
@@ -154,7 +159,7 @@ async def scene(pair: Pair, capture: Capture, k: int, r: int, m: int) -> Scene:
         async def leave(o, name):
             inside.remove(o)
             others = list(inside)
-            await sc.phase(name, 1, lambda: o.c.muc.leave_muc(room, o.nick),
+            await sc.phase(name, 1, lambda: o.c.muc.leave_muc(o.room, o.nick),
                            lambda: (o.seen(presence_from(o.nick, False))
                                     and all(x.seen(presence_from(o.nick, False)) for x in others)),
                            f"{o.nick}'s departure at every occupant")
@@ -170,7 +175,7 @@ async def scene(pair: Pair, capture: Capture, k: int, r: int, m: int) -> Scene:
 
             def send():
                 for b in bodies:
-                    sender.c.send_message(mto=room, mbody=b, mtype="groupchat")
+                    sender.c.send_message(mto=sender.room, mbody=b, mtype="groupchat")
 
             def arrived():
                 return all(o.seen(live_groupchat(b)) for o in inside for b in bodies)
@@ -245,6 +250,8 @@ def main():
     ap.add_argument("--messages", "-m", type=int, default=20, help="messages from each side (M)")
     ap.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     ap.add_argument("--keep", action="store_true", help="keep the capture, logs and data directories")
+    ap.add_argument("--dmuc", action="store_true",
+                    help="B's users enter through a DMUC mirror on B (a second mixd) instead of directly")
     args = ap.parse_args()
     if args.local < 1 or args.remote < 1 or args.messages < 1:
         ap.error("--local, --remote and --messages must be at least 1")
@@ -252,17 +259,26 @@ def main():
     work = tempfile.mkdtemp(prefix="dmuc-baseline-")
     pair = Pair(users=(), a_users=[f"local{i}" for i in range(1, args.local + 2)],
                 b_users=[f"remote{i}" for i in range(1, args.remote + 1)])
+    if args.dmuc:
+        pair.env["B_EXTRA"] = "conference.beta.test"
     capture = Capture(pair.a.addr, pair.b.addr, os.path.join(work, "s2s.pcap"))
-    mixd = None
+    mixd = mirror = None
     started = time.monotonic()
     pair.start()
     try:
         capture.start()
-        mixd = MixdOn(pair.a)
+        if args.dmuc:
+            mixd = MixdOn(pair.a, extra_env={"MIXD_DMUC_MIRRORS": MIRROR})
+            mirror = MixdOn(pair.b, muc="conference.beta.test",
+                            extra_env={"MIXD_DMUC_MIRROR_DOMAIN": MIRROR})
+            mirror.wait_healthy()
+        else:
+            mixd = MixdOn(pair.a)
         mixd.wait_healthy()
         loop = asyncio.new_event_loop()
         try:
-            sc = loop.run_until_complete(scene(pair, capture, args.local, args.remote, args.messages))
+            sc = loop.run_until_complete(scene(pair, capture, args.local, args.remote, args.messages,
+                                               args.dmuc))
         finally:
             # slixmpp leaves tasks behind after disconnecting: end them before closing the loop.
             loop.run_until_complete(asyncio.sleep(0.2))
@@ -273,13 +289,15 @@ def main():
             loop.close()
     finally:
         tail = capture.stop()
-        if mixd is not None:
-            mixd.stop()
+        for m in (mixd, mirror):
+            if m is not None:
+                m.stop()
         pair.stop()
     report = capture.read()
     groups = summarise(report, sc.phases)
 
-    print(f"plain MUC across s2s, no DMUC: K={args.local} on A ({pair.a.domain}, {pair.a.addr}), "
+    what = f"DMUC, B's users through {MIRROR}" if args.dmuc else "plain MUC across s2s, no DMUC"
+    print(f"{what}: K={args.local} on A ({pair.a.domain}, {pair.a.addr}), "
           f"R={args.remote} on B ({pair.b.domain}, {pair.b.addr}), M={args.messages}; "
           f"room@{pair.a.muc} on mixd@A")
     print("bytes: XML on the s2s TCP connections (payload, no TCP/IP headers); stanzas: "
