@@ -343,9 +343,13 @@ impl Room {
         out.sends = sends;
     }
 
-    /// The room configuration for a mirror (seed: `<config xmlns='urn:xmpp:dmuc:0'>` with the
-    /// `muc#roomconfig` form).
-    fn dmuc_config(&self, mirror: &str) -> Element {
+    /// An IQ set from the room to a mirror carrying `payload` (configuration or roster).
+    fn dmuc_push(&self, mirror: &str, payload: Element) -> Element {
+        let id = format!(
+            "dmuc-{}-{}",
+            payload.name(),
+            self.jid.node().map(|n| n.as_str()).unwrap_or_default()
+        );
         let mut iq = elem(
             "iq",
             NS_STANZA,
@@ -353,40 +357,24 @@ impl Room {
                 ("from", &self.jid.to_string()),
                 ("to", mirror),
                 ("type", "set"),
-                (
-                    "id",
-                    &format!(
-                        "dmuc-config-{}",
-                        self.jid.node().map(|n| n.as_str()).unwrap_or_default()
-                    ),
-                ),
+                ("id", &id),
             ],
         );
+        iq.append_child(payload);
+        iq
+    }
+
+    /// The room configuration for a mirror (seed: `<config xmlns='urn:xmpp:dmuc:0'>` with the
+    /// `muc#roomconfig` form).
+    fn dmuc_config(&self, mirror: &str) -> Element {
         let mut c = Element::bare("config", NS_DMUC0);
         c.append_child(self.config_form());
-        iq.append_child(c);
-        iq
+        self.dmuc_push(mirror, c)
     }
 
     /// The roster for a mirror (seed: `<roster xmlns='urn:xmpp:dmuc:0'>`, an item per occupant
     /// with its affiliation, real bare JID and nick).
     fn dmuc_roster(&self, mirror: &str) -> Element {
-        let mut iq = elem(
-            "iq",
-            NS_STANZA,
-            &[
-                ("from", &self.jid.to_string()),
-                ("to", mirror),
-                ("type", "set"),
-                (
-                    "id",
-                    &format!(
-                        "dmuc-roster-{}",
-                        self.jid.node().map(|n| n.as_str()).unwrap_or_default()
-                    ),
-                ),
-            ],
-        );
         let mut r = Element::bare("roster", NS_DMUC0);
         for (bare, nick) in self.everyone() {
             r.append_child(elem(
@@ -400,8 +388,7 @@ impl Room {
                 ],
             ));
         }
-        iq.append_child(r);
-        iq
+        self.dmuc_push(mirror, r)
     }
 
     /// Mirrors with a user in the room that the room has not told about itself yet.
@@ -484,9 +471,9 @@ fn is_others_presence(el: &Element) -> bool {
         })
 }
 
-/// An error the sender's server made because the mirror could not be reached (an error from
-/// one user's client is that user's: the room handles it as for anyone, 333).
-fn is_link_failure(st: &Element) -> bool {
+/// An error the sender's server made because the other side could not be reached (an error
+/// from one user's client is that user's: the room handles it as for anyone, 333).
+pub(crate) fn is_link_failure(st: &Element) -> bool {
     st.get_child("error", NS_STANZA).is_some_and(|e| {
         e.children().any(|c| {
             matches!(

@@ -29,7 +29,7 @@ use mix_service::stanza::{NS_STANZA, error, error_reply};
 use mix_service::xml::*;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use crate::dmuc::{NS_DMUC, NS_DMUC0, escape_node, unescape_node};
+use crate::dmuc::{NS_DMUC, NS_DMUC0, escape_node, is_link_failure, unescape_node};
 use crate::room::{NS_MUC, NS_MUC_USER};
 
 /// Local messages kept for the master while its link is down, per room.
@@ -753,18 +753,6 @@ fn strip_jids(st: &mut Element) {
             remove_attr(i, "jid");
         }
     }
-}
-
-/// An error the server made because the master could not be reached.
-fn is_link_failure(st: &Element) -> bool {
-    st.get_child("error", NS_STANZA).is_some_and(|e| {
-        e.children().any(|c| {
-            matches!(
-                c.name(),
-                "remote-server-not-found" | "remote-server-timeout"
-            )
-        })
-    })
 }
 
 fn refusal(st: &Element, ty: ErrorType, cond: DefinedCondition, text: &str) -> Vec<Element> {
