@@ -116,6 +116,11 @@ impl DmucMaster {
     pub fn has_mirrors(&self) -> bool {
         !self.sessions.is_empty()
     }
+
+    /// Some user behind a mirror is in the room, asking, or was just lost.
+    pub(crate) fn involved(&self) -> bool {
+        !(self.sessions.is_empty() && self.asking.is_empty() && self.known.is_empty())
+    }
 }
 
 /// What the boundary made of an arriving stanza.
@@ -393,12 +398,11 @@ impl Room {
 
     /// Mirrors with a user in the room that the room has not told about itself yet.
     pub(crate) fn dmuc_new_mirrors(&mut self) -> Vec<String> {
-        let present = self.present_sessions();
         let mirrors: BTreeSet<String> = self
             .dmuc
             .sessions
             .iter()
-            .filter(|(real, _)| present.contains(*real))
+            .filter(|(real, _)| self.is_present(real))
             .map(|(_, m)| m.clone())
             .collect();
         let new: Vec<String> = mirrors
@@ -413,8 +417,16 @@ impl Room {
     pub(crate) fn dmuc_forget_gone(&mut self) {
         self.dmuc.asking.clear();
         self.dmuc.entering = None;
-        let present = self.present_sessions();
-        self.dmuc.sessions.retain(|real, _| present.contains(real));
+        let gone: Vec<String> = self
+            .dmuc
+            .sessions
+            .keys()
+            .filter(|real| !self.is_present(real))
+            .cloned()
+            .collect();
+        for real in gone {
+            self.dmuc.sessions.remove(&real);
+        }
         // A mirror without users stops getting broadcasts, so its copy of the room goes stale:
         // the next user it brings makes it a new mirror again.
         let sessions = &self.dmuc.sessions;
@@ -423,11 +435,12 @@ impl Room {
             .retain(|m| sessions.values().any(|x| x == m));
     }
 
-    fn present_sessions(&self) -> BTreeSet<String> {
-        self.occupant_list()
-            .into_iter()
-            .flat_map(|o| o.sessions.into_keys())
-            .collect()
+    /// Whether this full JID is one of the room's occupant sessions (a look-up per user behind
+    /// a mirror, never a walk over the room).
+    fn is_present(&self, real: &str) -> bool {
+        let bare = real.split('/').next().unwrap_or_default();
+        self.occupant(bare)
+            .is_some_and(|o| o.sessions.contains_key(real))
     }
 
     /// Seed §"Connection to master is lost": the mirror's link failed, so its users are gone

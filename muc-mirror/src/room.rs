@@ -296,7 +296,8 @@ impl Room {
     /// broadcasts once per mirror (crate::dmuc). The shell calls this for outcomes that did not
     /// come from [`Room::handle`].
     pub fn finish(&mut self, mut r: RoomOutcome) -> RoomOutcome {
-        if self.dmuc.allowed.is_empty() {
+        // Nothing to do (and nothing per stanza) unless someone is behind a mirror.
+        if self.dmuc.allowed.is_empty() || !self.dmuc.involved() {
             return r;
         }
         let new = self.dmuc_new_mirrors();
