@@ -90,11 +90,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
     let store = Store::open(&url).await?;
     println!("backend {}, {n} messages in one channel", store.backend());
+    // A database given by URL may hold the channel of an earlier run: start from nothing.
     store
-        .commit(&[Write::CreateChannel {
-            channel: NewChannel::named(CHANNEL),
-            now_us: 0,
-        }])
+        .commit(&[
+            Write::DestroyChannel {
+                channel: CHANNEL.to_owned(),
+            },
+            Write::CreateChannel {
+                channel: NewChannel::named(CHANNEL),
+                now_us: 0,
+            },
+        ])
         .await?;
 
     // Ingest: ids are UUIDv7 as in mixd, one message per millisecond of archive time.
