@@ -178,6 +178,7 @@ impl Router {
             ty = st.attr("type"),
             "dmuc mirror in"
         );
+        m.service.set_now(crate::channels::now_us());
         for el in m.service.handle(st) {
             metrics::counter!("mixd_stanzas_out_total", "domain" => "dmuc", "kind" => el.name().to_owned())
                 .increment(1);

@@ -113,6 +113,11 @@ impl DmucMaster {
             .map(|m| format!("{}@{m}", escape_node(real)))
     }
 
+    /// The mirror a user is behind, if any.
+    pub(crate) fn mirror_of(&self, real: &str) -> Option<&String> {
+        self.sessions.get(real)
+    }
+
     pub fn has_mirrors(&self) -> bool {
         !self.sessions.is_empty()
     }

@@ -34,6 +34,8 @@ use crate::room::{NS_MUC, NS_MUC_USER};
 
 /// Local messages kept for the master while its link is down, per room.
 const QUEUE_LIMIT: usize = 1000;
+/// Messages kept for local history, per room (and what a joiner gets unless it asks for less).
+const HISTORY: usize = 20;
 /// How often a mirrored room's master is pinged while the link is quiet, and how long an
 /// answer may take before the link counts as lost (ms). A dead s2s connection takes what is
 /// written to it without an error; only a missing answer shows it.
@@ -47,6 +49,8 @@ pub struct MirrorService {
     pub domain: String,
     /// Mirrored rooms by the master room's bare JID.
     rooms: BTreeMap<String, MirrorRoom>,
+    /// The wall clock (Unix µs), set by the shell: the stamp of messages kept for history.
+    now_us: i64,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +68,16 @@ struct MirrorRoom {
     /// Occupants the master showed a joining local user itself (before its self-presence):
     /// the rest it sees from the mirror's copy.
     shown: BTreeMap<String, BTreeSet<String>>,
+    /// The room's recent messages as the master showed them (with `<delay/>`), for the history
+    /// of local users who join later: the master sends history only to the first user a
+    /// mirror brings; the copy starts with it and follows the broadcasts.
+    history: VecDeque<Element>,
+    /// The subject message, last as it came.
+    subject: Option<Element>,
+    /// The copy has the master's history (the first local user's subject came).
+    seeded: bool,
+    /// How many history messages each joining local user asked for (`maxstanzas`).
+    wants: BTreeMap<String, usize>,
     /// Roles by nick, from the broadcasts (for whom real JIDs are shown).
     roles: BTreeMap<String, String>,
     /// `muc#roomconfig_whois` is `anyone` (from the configuration the master sent).
@@ -95,7 +109,13 @@ impl MirrorService {
         MirrorService {
             domain: domain.to_owned(),
             rooms: BTreeMap::new(),
+            now_us: 0,
         }
+    }
+
+    /// The shell's wall clock (Unix µs), before each stanza.
+    pub fn set_now(&mut self, unix_us: i64) {
+        self.now_us = unix_us;
     }
 
     /// The room's address on the mirror.
@@ -258,6 +278,13 @@ impl MirrorService {
                     }
                 } else if present.is_none() {
                     room.joining.insert(full.clone(), nick.to_owned());
+                    let wants = st
+                        .get_child("x", NS_MUC)
+                        .and_then(|x| x.get_child("history", NS_MUC))
+                        .and_then(|h| h.attr("maxstanzas"))
+                        .and_then(|m| m.parse::<usize>().ok())
+                        .unwrap_or(HISTORY);
+                    room.wants.insert(full.clone(), wants.min(HISTORY));
                     if !p.has_child("x", NS_MUC) {
                         p.append_child(Element::bare("x", NS_MUC));
                     }
@@ -390,6 +417,10 @@ impl MirrorService {
                         return out;
                     }
                 }
+                if st.name() == "message" && st.attr("type") == Some("groupchat") {
+                    let now = self.now_us;
+                    room.keep(st, &shown_from, &local_room, now);
+                }
                 for (full, nick) in &room.local {
                     if st.name() == "presence" && from_nick.as_deref() == Some(nick.as_str()) {
                         // Its own presence comes to it with 110, through its own address.
@@ -410,6 +441,7 @@ impl MirrorService {
                 // To one local user.
                 let user = unescape_node(node.as_str());
                 let rejoining = room.rejoining.contains(&user);
+                let mut serve_copy = false;
                 let is_self = st.attr("type") != Some("error")
                     && st.get_child("x", NS_MUC_USER).is_some_and(|x| {
                         x.children()
@@ -427,6 +459,9 @@ impl MirrorService {
                                 room.remote.clear();
                                 room.present.clear();
                                 room.roles.clear();
+                                room.history.clear();
+                                room.subject = None;
+                                room.seeded = false;
                             }
                         } else {
                             room.joining.remove(&user);
@@ -441,6 +476,7 @@ impl MirrorService {
                             // order). Back after a lost link, a user sees again only the remote
                             // occupants (it never saw the local ones go).
                             let shown = room.shown.remove(&user).unwrap_or_default();
+                            serve_copy = entering && !rejoining && room.seeded;
                             if entering {
                                 let locals = if rejoining { None } else { Some(&room.present) };
                                 for (nick, p) in
@@ -491,10 +527,44 @@ impl MirrorService {
                         return out;
                     }
                 }
+                // The first user a mirror brings gets the master's history and subject: they
+                // start the mirror's copy.
+                if st.name() == "message" && !room.seeded && st.attr("type") == Some("groupchat") {
+                    if st.has_child("subject", NS_STANZA) {
+                        room.seeded = true;
+                    }
+                    let now = self.now_us;
+                    room.keep(st, &shown_from, &local_room, now);
+                }
                 let mut d = st.clone();
                 set_attr(&mut d, "from", &shown_from);
                 set_attr(&mut d, "to", &user);
                 out.push(d);
+                if serve_copy {
+                    // Later users get history and subject from the copy (XEP-0045 §7.2.2:
+                    // after the self-presence, history, then the subject).
+                    let wants = room.wants.remove(&user).unwrap_or(HISTORY);
+                    let skip = room.history.len().saturating_sub(wants);
+                    let subject = room.subject.clone().unwrap_or_else(|| {
+                        let mut m = elem(
+                            "message",
+                            NS_STANZA,
+                            &[("from", &local_room), ("type", "groupchat")],
+                        );
+                        m.append_child(Element::bare("subject", NS_STANZA));
+                        m
+                    });
+                    for m in room
+                        .history
+                        .iter()
+                        .skip(skip)
+                        .chain(std::iter::once(&subject))
+                    {
+                        let mut d = m.clone();
+                        set_attr(&mut d, "to", &user);
+                        out.push(d);
+                    }
+                }
             }
         }
         out
@@ -560,6 +630,36 @@ impl MirrorService {
 }
 
 impl MirrorRoom {
+    /// A groupchat message from the master, into the copy: the subject replaces the last one; a
+    /// message with a body is kept as history, shown from the room's address on the mirror, with
+    /// the `<delay/>` it came with or one stamped now.
+    fn keep(&mut self, st: &Element, shown_from: &str, local_room: &str, now_us: i64) {
+        let mut m = filtered(st, |c| !c.is("delay", "urn:xmpp:delay"));
+        remove_attr(&mut m, "to");
+        set_attr(&mut m, "from", shown_from);
+        if st.has_child("subject", NS_STANZA) && !st.has_child("body", NS_STANZA) {
+            self.subject = Some(m);
+            return;
+        }
+        if !st.has_child("body", NS_STANZA) {
+            return;
+        }
+        let stamp = st
+            .get_child("delay", "urn:xmpp:delay")
+            .and_then(|d| d.attr("stamp"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| datetime(now_us));
+        m.append_child(elem(
+            "delay",
+            "urn:xmpp:delay",
+            &[("from", local_room), ("stamp", &stamp)],
+        ));
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(m);
+    }
+
     fn note_presence(&mut self, nick: &str, st: &Element) {
         if st.attr("type") == Some("unavailable") {
             self.remote.remove(nick);
@@ -814,6 +914,18 @@ mod tests {
     fn local_users_reach_the_master_once_and_broadcasts_reach_every_local_user() {
         let mut m = MirrorService::new("mirror.b");
         joined(&mut m, WAYNE, WAYNE_ESC, "wayne");
+        // The first user the mirror brings gets the master's history and subject.
+        for xml in [
+            format!(
+                "<message xmlns='{NS}' type='groupchat' from='{MASTER}/scott' to='{WAYNE_ESC}'><body>earlier</body>\
+                 <delay xmlns='urn:xmpp:delay' from='{MASTER}' stamp='2026-11-22T01:00:00Z'/></message>"
+            ),
+            format!(
+                "<message xmlns='{NS}' type='groupchat' from='{MASTER}/scott' to='{WAYNE_ESC}'><subject>plans</subject></message>"
+            ),
+        ] {
+            assert_eq!(to_of(&m.handle(&el(&xml))), [WAYNE]);
+        }
         // The master's configuration and roster are answered.
         let out = m.handle(&el(&format!(
             "<iq xmlns='{NS}' type='set' id='c1' from='{MASTER}' to='mirror.b'><config xmlns='{NS_DMUC0}'>\
@@ -832,8 +944,22 @@ mod tests {
             .iter()
             .map(|e| e.attr("from").unwrap_or_default())
             .collect();
-        assert_eq!(froms, [format!("{LROOM}/wayne"), format!("{LROOM}/keith")]);
+        // Occupants, self-presence, history, subject (XEP-0045 §7.2.2), all from the copy but
+        // the self-presence.
+        assert_eq!(
+            froms,
+            [
+                format!("{LROOM}/wayne"),
+                format!("{LROOM}/keith"),
+                format!("{LROOM}/scott"),
+                format!("{LROOM}/scott")
+            ]
+        );
+        assert!(to_of(&out).iter().all(|t| *t == KEITH));
         assert!(!to_string(&out[0]).contains("code='110'"));
+        assert!(to_string(&out[2]).contains("earlier"));
+        assert!(to_string(&out[2]).contains("stamp='2026-11-22T01:00:00Z'"));
+        assert!(to_string(&out[3]).contains("<subject>plans</subject>"));
         // keith's presence, broadcast once to the mirror, reaches wayne, not keith; real
         // JIDs are for moderators only in this room.
         let out = m.handle(&el(&format!(

@@ -302,6 +302,11 @@ impl Room {
         }
         let new = self.dmuc_new_mirrors();
         self.dmuc_outbound(&mut r.outcome, &new);
+        // A mirror that has the room gives its new users history and subject from its copy
+        // (crate::dmuc_mirror); only the first user a mirror brings gets them from here.
+        let dmuc = &self.dmuc;
+        r.history
+            .retain(|h| dmuc.mirror_of(&h.to).is_none_or(|m| new.contains(m)));
         for h in &mut r.history {
             if let Some(esc) = self.dmuc.escaped(&h.to) {
                 h.to = esc;

@@ -1458,6 +1458,10 @@ fn dmuc_master_sends_users_behind_a_mirror_through_it_and_broadcasts_once_per_mi
         to_whom(&s, "wayne@b.example/phone").is_empty(),
         "never around the mirror"
     );
+    assert_eq!(
+        out.history[0].to, wayne,
+        "the first user's history, through the mirror"
+    );
     // The room knows wayne by his real JID.
     assert!(t.room.occupant("wayne@b.example").is_some());
     // A second user: no second configuration; his presence reaches the mirror once.
@@ -1473,6 +1477,10 @@ fn dmuc_master_sends_users_behind_a_mirror_through_it_and_broadcasts_once_per_mi
     let to_keith = to_whom(&s, keith);
     assert_eq!(to_keith.len(), 1, "{to_keith:?}");
     assert!(codes(to_keith[0]).contains(&"110".to_owned()));
+    assert!(
+        out.history.is_empty(),
+        "history and subject from the mirror's copy too"
+    );
     // A message reaches both through one copy to the mirror.
     let out = t.say("owner@x/o", "hello");
     let s = sent(&out.outcome);

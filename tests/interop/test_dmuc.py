@@ -159,9 +159,10 @@ def scenario(body):
 
 
 async def enter(c, room: str, nick: str):
-    """(self-presence, occupants' presences) of c entering room as nick."""
-    pres, _subject, occupants, _history = await c.muc.join_muc_wait(JID(room), nick, timeout=WAIT)
-    return pres, occupants
+    """(self-presence, occupants' presences, history bodies, subject message) of c entering room
+    as nick."""
+    pres, subject, occupants, history = await c.muc.join_muc_wait(JID(room), nick, timeout=WAIT)
+    return pres, occupants, [m["body"] for m in history], subject
 
 
 def test_users_behind_a_mirror_take_part_in_the_master_room(dmuc):
@@ -179,7 +180,14 @@ def test_users_behind_a_mirror_take_part_in_the_master_room(dmuc):
         await enter(bob, MASTER_ROOM, "bob")
         seen = {}
         seen["carol"] = await enter(carol, LOCAL_ROOM, "carol")
+        # Said before dave comes: his history, which the mirror gives him from its copy (the
+        # master sends history only to the first user a mirror brings).
+        earlier = new_body("earlier")
+        alice.send_message(mto=JID(MASTER_ROOM), mbody=earlier, mtype="groupchat")
+        await wait_until(lambda: earlier in groupchat_bodies(carol, LOCAL_ROOM), WAIT,
+                         "the earlier message at carol", clients)
         seen["dave"] = await enter(dave, LOCAL_ROOM, "dave")
+        seen["earlier"] = earlier
         # Everyone sees everyone.
         rosters = {"alice": (alice, MASTER_ROOM), "bob": (bob, MASTER_ROOM),
                    "carol": (carol, LOCAL_ROOM), "dave": (dave, LOCAL_ROOM)}
@@ -220,8 +228,12 @@ def test_users_behind_a_mirror_take_part_in_the_master_room(dmuc):
     seen, heard, bodies, froms, nick_change, nick_errors = scenario(body)
     # carol, through the mirror, entered: her self-presence and the others' came from the
     # room's address on the mirror.
-    pres, occupants = seen["carol"]
+    pres, occupants, _history, _subject = seen["carol"]
     assert pres["from"] == JID(f"{LOCAL_ROOM}/carol")
+    _pres, dave_sees, dave_history, dave_subject = seen["dave"]
+    assert {o["from"].resource for o in dave_sees} >= {"alice", "bob", "carol"}
+    assert dave_history.count(seen["earlier"]) == 1, dave_history
+    assert dave_subject["from"] == JID(LOCAL_ROOM)
     assert 110 in pres["muc"]["status_codes"]
     assert {o["from"].resource for o in occupants} >= {"alice", "bob"}
     for nick, got in heard.items():
