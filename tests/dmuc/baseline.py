@@ -106,10 +106,12 @@ class Scene:
 MIRROR = "mirror.beta.test"
 
 
-async def scene(pair: Pair, capture: Capture, k: int, r: int, m: int, dmuc: bool = False) -> Scene:
+async def scene(pair: Pair, capture: Capture, k: int, r: int, m: int, dmuc: bool = False,
+                name: str = "room") -> Scene:
+    """The phases above in room `name` (new), B's users through the mirror with `dmuc`."""
     sc = Scene(capture)
-    room = JID(f"room@{pair.a.muc}")
-    remote_room = JID(f"room\\40{pair.a.muc}@{MIRROR}") if dmuc else room
+    room = JID(f"{name}@{pair.a.muc}")
+    remote_room = JID(f"{name}\\40{pair.a.muc}@{MIRROR}") if dmuc else room
     clients = []
     try:
         local = []
