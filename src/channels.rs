@@ -545,6 +545,7 @@ impl Task {
     /// XEP-0045 §7.2.15: the newcomer's history from the archive (the same as MAM, with the
     /// room's `<delay/>`), then the subject.
     async fn send_history(&self, h: &muc_mirror::room::History, room: &Room) {
+        let mut messages = Vec::new();
         if h.max > 0 {
             let q = mam_store::ArchiveQuery {
                 channel: self.name.clone(),
@@ -555,15 +556,32 @@ impl Task {
                 ..mam_store::ArchiveQuery::default()
             };
             match self.store.archive_page(&q).await {
-                Ok(page) => {
-                    for el in room.history(h, &page) {
-                        self.send_el(&el).await;
-                    }
-                }
+                Ok(page) => messages = room.history(h, &page),
                 Err(e) => {
                     tracing::warn!(channel = %self.name, error = %e, "reading history failed")
                 }
             }
+        }
+        // A DMUC mirror asked: everything in one answer (seed 003), the subject last.
+        if let Some(reply) = &h.reply {
+            let mut iq = reply.clone();
+            let mut history = Element::bare("history", muc_mirror::room::NS_MUC);
+            for el in messages.into_iter().chain([h.subject.clone()]) {
+                // Stanzas inside a payload are the client's (seed: xmlns='jabber:client').
+                let mut el = mix_service::xml::renamespace(
+                    &el,
+                    mix_service::stanza::NS_STANZA,
+                    mix_service::xml::NS_CLIENT,
+                );
+                mix_service::xml::remove_attr(&mut el, "to");
+                history.append_child(el);
+            }
+            iq.append_child(history);
+            self.send_el(&iq).await;
+            return;
+        }
+        for el in &messages {
+            self.send_el(el).await;
         }
         self.send_el(&h.subject).await;
         for el in &h.then {

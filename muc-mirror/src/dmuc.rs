@@ -7,7 +7,9 @@
 //! - what the room sends to one such user goes to that escaped address (the mirror hands it on);
 //! - what the room broadcasts goes once to the mirror's domain, not once per user behind it:
 //!   the mirror delivers it to every local occupant (seed: "one presence with no <addresses/>");
-//! - a new mirror first gets the room configuration and its roster (`urn:xmpp:dmuc:0`);
+//! - a new mirror first gets the room configuration and its roster (`urn:xmpp:dmuc:0`), and
+//!   asks for the history (answered in one IQ result, the subject last); users behind a mirror
+//!   get history and subject from the mirror's copy, never from here;
 //! - users behind a mirror keep their nick (seed business rules: `not-acceptable`);
 //! - a mirror whose link failed (the server bounces what was sent to it) loses its occupants,
 //!   as if each had gone (333), and they come back by joining again.
@@ -113,11 +115,6 @@ impl DmucMaster {
             .map(|m| format!("{}@{m}", escape_node(real)))
     }
 
-    /// The mirror a user is behind, if any.
-    pub(crate) fn mirror_of(&self, real: &str) -> Option<&String> {
-        self.sessions.get(real)
-    }
-
     pub fn has_mirrors(&self) -> bool {
         !self.sessions.is_empty()
     }
@@ -136,6 +133,8 @@ pub(crate) enum Inbound {
     Translated(Element),
     /// Answered here.
     Done(Box<Outcome>),
+    /// A mirror's history request: answered from the archive by the shell.
+    History(Box<crate::room::History>),
 }
 
 impl Room {
@@ -187,6 +186,10 @@ impl Room {
                     .push(Send::One(mix_service::stanza::iq_result(st, None)));
                 return Inbound::Done(Box::new(out));
             }
+            if st.name() == "iq" && matches!(st.attr("type"), Some("get") | Some("set")) {
+                return self.mirror_iq(st, &domain, ctx);
+            }
+            // Answers to the configuration and roster pushes.
             return Inbound::Done(Box::default());
         };
         let real = unescape_node(node.as_str());
@@ -290,9 +293,9 @@ impl Room {
         }
         // (mirror, stanza without real JIDs) → index in `sends` of the copy already sent.
         let mut sent: BTreeMap<(String, String), usize> = BTreeMap::new();
-        // A mirror that has the room already shows a new user of its own the occupants from
-        // its copy: the master sends that user only what is its own (self-presence, history,
-        // subject), so that a join costs the same whatever the room's size.
+        // A mirror that has the room already shows a new user of its own the occupants (and
+        // history and subject: `Room::finish`) from its copy: the master sends that user only
+        // what is its own, so that a join costs the same whatever the room's size.
         let entering = self.dmuc.entering.take().filter(|real| {
             self.dmuc
                 .sessions
@@ -446,6 +449,48 @@ impl Room {
         let bare = real.split('/').next().unwrap_or_default();
         self.occupant(bare)
             .is_some_and(|o| o.sessions.contains_key(real))
+    }
+
+    /// An IQ from a mirror itself: the history request (seed 003, "The new mirror SHOULD
+    /// request room history"), for rooms it has users in, as they would get it entering.
+    fn mirror_iq(&self, st: &Element, mirror: &str, ctx: &Ctx<'_>) -> Inbound {
+        let wants_history = st.attr("type") == Some("get")
+            && st
+                .get_child("room", NS_DMUC0)
+                .is_some_and(|r| r.children().any(|c| c.name() == "history"));
+        if !wants_history {
+            return Inbound::Done(Box::new(refuse(
+                st,
+                ErrorType::Cancel,
+                DefinedCondition::FeatureNotImplemented,
+                "a mirror asks the room for its history and nothing else",
+            )));
+        }
+        if let Some(id) = st.get_child("room", NS_DMUC0).and_then(|r| r.attr("id"))
+            && id != self.jid.to_string()
+        {
+            return Inbound::Done(Box::new(refuse(
+                st,
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                "the request names another room",
+            )));
+        }
+        // The history is for occupants (XEP-0045 §7.2.15): the mirror's users.
+        let has_users = self
+            .dmuc
+            .sessions
+            .iter()
+            .any(|(real, m)| m == mirror && self.is_present(real));
+        if !has_users {
+            return Inbound::Done(Box::new(refuse(
+                st,
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+                "the history is for rooms the mirror has users in",
+            )));
+        }
+        Inbound::History(Box::new(self.history_for_mirror(st, mirror, ctx.now_us)))
     }
 
     /// Seed §"Connection to master is lost": the mirror's link failed, so its users are gone

@@ -10,16 +10,20 @@
 //!   every local occupant, as the room would have: from the room's address on the mirror, a
 //!   presence not to the occupant it is about (that one gets its own, with 110, through its
 //!   escaped address), real JIDs only where the room shows them (`muc#roomconfig_whois`);
-//! - keeps the room's configuration and roster as the master sends them;
+//! - keeps the room's configuration and roster as the master sends them, and a copy of its
+//!   history and subject: it asks the master for them (seed 003's history request) when it
+//!   becomes a mirror of the room and when a lost link comes back, then follows the broadcasts;
+//!   every local user who enters gets occupants, history (with XEP-0045's limits) and subject
+//!   from the copy, the master sending that user only its own presence;
 //! - refuses nick changes (`not-acceptable`, seed business rules);
 //! - when the link to the master fails (the server bounces what went there), tells local
 //!   occupants that the remote ones left, lets local occupants keep talking among themselves,
 //!   and queues what they say; once the master answers again, it joins every local occupant
-//!   again and sends the queue in order, and delivers nothing twice.
+//!   again, sends the queue in order, gives local occupants what the remote ones said meanwhile
+//!   (from the history it asks for again), and delivers nothing twice.
 //!
-//! Pure: stanzas in, stanzas out. The shell pings the master rooms while a link is down
-//! ([`MirrorService::probes`]) and hands every stanza for the mirror domain to
-//! [`MirrorService::handle`].
+//! Pure: stanzas in, stanzas out. The shell hands every stanza for the mirror domain to
+//! [`MirrorService::handle`] and calls [`MirrorService::tick`] every second or two (keepalive).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -30,12 +34,12 @@ use mix_service::xml::*;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use crate::dmuc::{NS_DMUC, NS_DMUC0, escape_node, is_link_failure, unescape_node};
-use crate::room::{NS_MUC, NS_MUC_USER};
+use crate::room::{DEFAULT_HISTORY, MAX_HISTORY, NS_MUC, NS_MUC_USER, history_limits};
 
 /// Local messages kept for the master while its link is down, per room.
 const QUEUE_LIMIT: usize = 1000;
-/// Messages kept for local history, per room (and what a joiner gets unless it asks for less).
-const HISTORY: usize = 20;
+/// Messages kept for local history, per room: as many as a user may ask for.
+const COPY: usize = MAX_HISTORY;
 /// How often a mirrored room's master is pinged while the link is quiet, and how long an
 /// answer may take before the link counts as lost (ms). A dead s2s connection takes what is
 /// written to it without an error; only a missing answer shows it.
@@ -68,16 +72,27 @@ struct MirrorRoom {
     /// Occupants the master showed a joining local user itself (before its self-presence):
     /// the rest it sees from the mirror's copy.
     shown: BTreeMap<String, BTreeSet<String>>,
-    /// The room's recent messages as the master showed them (with `<delay/>`), for the history
-    /// of local users who join later: the master sends history only to the first user a
-    /// mirror brings; the copy starts with it and follows the broadcasts.
-    history: VecDeque<Element>,
+    /// The room's recent messages (their time, Unix µs; the message as local users get it,
+    /// with `<delay/>`): the history of local users who enter. The master sends no history
+    /// to users behind a mirror; the copy starts with its answer to the mirror's history
+    /// request (seed 003) and follows the broadcasts.
+    history: VecDeque<(i64, Element)>,
     /// The subject message, last as it came.
     subject: Option<Element>,
-    /// The copy has the master's history (the first local user's subject came).
+    /// The copy has the master's answer.
     seeded: bool,
-    /// How many history messages each joining local user asked for (`maxstanzas`).
-    wants: BTreeMap<String, usize>,
+    /// The history request waiting for its answer (its id). Broadcasts that come meanwhile
+    /// are in the answer: they are not added to the copy.
+    asked: Option<String>,
+    /// The answer replaces a copy that missed what was said while the link was down: the
+    /// remote occupants' messages in it that the copy lacked go to the local occupants.
+    refill: bool,
+    /// Local users who entered before the copy was there: their history and subject (and
+    /// what the master sent them meanwhile, `held`) wait for the answer.
+    waiting: BTreeSet<String>,
+    held: BTreeMap<String, Vec<Element>>,
+    /// The history each joining local user asked for (XEP-0045 §7.2.15: stanzas, since, chars).
+    wants: BTreeMap<String, (usize, Option<i64>, Option<usize>)>,
     /// Roles by nick, from the broadcasts (for whom real JIDs are shown).
     roles: BTreeMap<String, String>,
     /// `muc#roomconfig_whois` is `anyone` (from the configuration the master sent).
@@ -90,8 +105,8 @@ struct MirrorRoom {
     /// (nick, id) of queued messages already delivered locally: the master's reflection of
     /// them is not delivered again.
     delivered: BTreeSet<(String, String)>,
-    /// Local occupants joined again after the link came back: their repeated self-presence,
-    /// history and subject are not shown again.
+    /// Local occupants joined again after the link came back: their repeated self-presence
+    /// (and the occupants shown before it) are not shown again.
     rejoining: BTreeSet<String>,
     /// Local messages sent to the master whose reflection has not come back yet: (sender's
     /// full JID, nick, the message as the user sent it). A link dies silently under what was
@@ -278,13 +293,11 @@ impl MirrorService {
                     }
                 } else if present.is_none() {
                     room.joining.insert(full.clone(), nick.to_owned());
-                    let wants = st
+                    let h = st
                         .get_child("x", NS_MUC)
-                        .and_then(|x| x.get_child("history", NS_MUC))
-                        .and_then(|h| h.attr("maxstanzas"))
-                        .and_then(|m| m.parse::<usize>().ok())
-                        .unwrap_or(HISTORY);
-                    room.wants.insert(full.clone(), wants.min(HISTORY));
+                        .and_then(|x| x.get_child("history", NS_MUC));
+                    room.wants
+                        .insert(full.clone(), history_limits(h, self.now_us));
                     if !p.has_child("x", NS_MUC) {
                         p.append_child(Element::bare("x", NS_MUC));
                     }
@@ -393,7 +406,9 @@ impl MirrorService {
             None => {
                 // To the mirror itself: configuration, roster, or a broadcast.
                 if st.name() == "iq" {
-                    return out.into_iter().chain(room.master_iq(st, &domain)).collect();
+                    let now = self.now_us;
+                    out.extend(room.master_iq(st, master, &domain, &local_room, now));
+                    return out;
                 }
                 if st.name() == "presence"
                     && let Some(n) = &from_nick
@@ -417,13 +432,18 @@ impl MirrorService {
                         return out;
                     }
                 }
-                if st.name() == "message" && st.attr("type") == Some("groupchat") {
+                let message = st.name() == "message";
+                if message && st.attr("type") == Some("groupchat") && room.asked.is_none() {
                     let now = self.now_us;
                     room.keep(st, &shown_from, &local_room, now);
                 }
                 for (full, nick) in &room.local {
                     if st.name() == "presence" && from_nick.as_deref() == Some(nick.as_str()) {
                         // Its own presence comes to it with 110, through its own address.
+                        continue;
+                    }
+                    if message && room.waiting.contains(full) {
+                        // In the history it is waiting for.
                         continue;
                     }
                     let mut d = st.clone();
@@ -454,6 +474,9 @@ impl MirrorService {
                             room.joining.remove(&user);
                             room.rejoining.remove(&user);
                             room.present.remove(n);
+                            room.waiting.remove(&user);
+                            room.held.remove(&user);
+                            room.wants.remove(&user);
                             if room.local.is_empty() {
                                 // The master stops broadcasting here: the copy goes stale.
                                 room.remote.clear();
@@ -462,6 +485,8 @@ impl MirrorService {
                                 room.history.clear();
                                 room.subject = None;
                                 room.seeded = false;
+                                room.asked = None;
+                                room.refill = false;
                             }
                         } else {
                             room.joining.remove(&user);
@@ -476,7 +501,16 @@ impl MirrorService {
                             // order). Back after a lost link, a user sees again only the remote
                             // occupants (it never saw the local ones go).
                             let shown = room.shown.remove(&user).unwrap_or_default();
-                            serve_copy = entering && !rejoining && room.seeded;
+                            if entering && !rejoining {
+                                if room.seeded && room.asked.is_none() {
+                                    serve_copy = true;
+                                } else {
+                                    room.waiting.insert(user.clone());
+                                    if room.asked.is_none() {
+                                        out.push(room.history_request(master, &domain));
+                                    }
+                                }
+                            }
                             if entering {
                                 let locals = if rejoining { None } else { Some(&room.present) };
                                 for (nick, p) in
@@ -496,6 +530,7 @@ impl MirrorService {
                             }
                             if rejoining {
                                 // Back after a lost link: it never left, as far as it knows.
+                                room.rejoining.remove(&user);
                                 return out;
                             }
                         }
@@ -516,54 +551,19 @@ impl MirrorService {
                         }
                     }
                 }
-                if rejoining && st.name() == "message" {
-                    // Its history and the subject again: it has them. The subject is last
-                    // (XEP-0045 §7.2.2), so the rejoin is over with it.
-                    if st.has_child("subject", NS_STANZA) {
-                        room.rejoining.remove(&user);
-                        return out;
-                    }
-                    if st.has_child("delay", "urn:xmpp:delay") {
-                        return out;
-                    }
-                }
-                // The first user a mirror brings gets the master's history and subject: they
-                // start the mirror's copy.
-                if st.name() == "message" && !room.seeded && st.attr("type") == Some("groupchat") {
-                    if st.has_child("subject", NS_STANZA) {
-                        room.seeded = true;
-                    }
-                    let now = self.now_us;
-                    room.keep(st, &shown_from, &local_room, now);
-                }
                 let mut d = st.clone();
                 set_attr(&mut d, "from", &shown_from);
                 set_attr(&mut d, "to", &user);
+                if st.name() == "message" && room.waiting.contains(&user) {
+                    // After its history and subject (XEP-0045 §7.2.2), when they come.
+                    room.held.entry(user).or_default().push(d);
+                    return out;
+                }
                 out.push(d);
                 if serve_copy {
-                    // Later users get history and subject from the copy (XEP-0045 §7.2.2:
-                    // after the self-presence, history, then the subject).
-                    let wants = room.wants.remove(&user).unwrap_or(HISTORY);
-                    let skip = room.history.len().saturating_sub(wants);
-                    let subject = room.subject.clone().unwrap_or_else(|| {
-                        let mut m = elem(
-                            "message",
-                            NS_STANZA,
-                            &[("from", &local_room), ("type", "groupchat")],
-                        );
-                        m.append_child(Element::bare("subject", NS_STANZA));
-                        m
-                    });
-                    for m in room
-                        .history
-                        .iter()
-                        .skip(skip)
-                        .chain(std::iter::once(&subject))
-                    {
-                        let mut d = m.clone();
-                        set_attr(&mut d, "to", &user);
-                        out.push(d);
-                    }
+                    // History and subject from the copy (XEP-0045 §7.2.2: after the
+                    // self-presence, history, then the subject).
+                    out.extend(room.serve(&user, &local_room));
                 }
             }
         }
@@ -634,30 +634,140 @@ impl MirrorRoom {
     /// message with a body is kept as history, shown from the room's address on the mirror, with
     /// the `<delay/>` it came with or one stamped now.
     fn keep(&mut self, st: &Element, shown_from: &str, local_room: &str, now_us: i64) {
-        let mut m = filtered(st, |c| !c.is("delay", "urn:xmpp:delay"));
-        remove_attr(&mut m, "to");
-        set_attr(&mut m, "from", shown_from);
-        if st.has_child("subject", NS_STANZA) && !st.has_child("body", NS_STANZA) {
-            self.subject = Some(m);
-            return;
+        if let Some((ts, m)) = copied(st, shown_from, local_room, now_us) {
+            match ts {
+                Some(ts) => {
+                    if self.history.len() >= COPY {
+                        self.history.pop_front();
+                    }
+                    self.history.push_back((ts, m));
+                }
+                None => self.subject = Some(m),
+            }
         }
-        if !st.has_child("body", NS_STANZA) {
-            return;
-        }
-        let stamp = st
-            .get_child("delay", "urn:xmpp:delay")
-            .and_then(|d| d.attr("stamp"))
-            .map(str::to_owned)
-            .unwrap_or_else(|| datetime(now_us));
-        m.append_child(elem(
-            "delay",
-            "urn:xmpp:delay",
-            &[("from", local_room), ("stamp", &stamp)],
+    }
+
+    /// The history request (seed 003): as much as a local user may ask for.
+    fn history_request(&mut self, master: &str, domain: &str) -> Element {
+        self.pings += 1;
+        let id = format!("dmuc-history-{}", self.pings);
+        let mut iq = elem(
+            "iq",
+            NS_STANZA,
+            &[
+                ("from", domain),
+                ("to", master),
+                ("type", "get"),
+                ("id", &id),
+            ],
+        );
+        let mut r = elem("room", NS_DMUC0, &[("id", master)]);
+        r.append_child(elem(
+            "history",
+            NS_MUC,
+            &[("maxstanzas", &COPY.to_string())],
         ));
-        if self.history.len() >= HISTORY {
-            self.history.pop_front();
+        iq.append_child(r);
+        self.asked = Some(id);
+        iq
+    }
+
+    /// The master's answer to the history request: the copy, then the users waiting for it.
+    fn history_answer(&mut self, st: &Element, local_room: &str, now_us: i64) -> Vec<Element> {
+        self.asked = None;
+        let mut out = Vec::new();
+        if st.attr("type") == Some("result") {
+            let before: BTreeSet<String> =
+                self.history.iter().filter_map(|(_, m)| key(m)).collect();
+            self.history.clear();
+            let items = st
+                .get_child("history", NS_MUC)
+                .into_iter()
+                .flat_map(|h| h.children())
+                .filter(|m| m.name() == "message");
+            for m in items {
+                let m = renamespace(m, &m.ns(), NS_STANZA);
+                let nick = m
+                    .attr("from")
+                    .and_then(|f| f.parse::<Jid>().ok())
+                    .and_then(|f| f.resource().map(|r| r.to_string()));
+                let shown_from = match &nick {
+                    Some(n) => format!("{local_room}/{n}"),
+                    None => local_room.to_owned(),
+                };
+                let Some((ts, kept)) = copied(&m, &shown_from, local_room, now_us) else {
+                    continue;
+                };
+                let Some(ts) = ts else {
+                    self.subject = Some(kept);
+                    continue;
+                };
+                // Said by a remote occupant while the link was down: the local occupants
+                // never had it (what local occupants said, they saw then).
+                let local = nick
+                    .as_deref()
+                    .is_some_and(|n| self.local.values().any(|l| l == n));
+                if self.refill && !local && key(&kept).is_none_or(|k| !before.contains(&k)) {
+                    for to in self.local.keys().filter(|u| !self.waiting.contains(*u)) {
+                        let mut d = kept.clone();
+                        set_attr(&mut d, "to", to);
+                        out.push(d);
+                    }
+                }
+                if self.history.len() >= COPY {
+                    self.history.pop_front();
+                }
+                self.history.push_back((ts, kept));
+            }
         }
-        self.history.push_back(m);
+        // (An error leaves the copy as it is: those waiting get what there is.)
+        self.seeded = true;
+        self.refill = false;
+        for user in std::mem::take(&mut self.waiting) {
+            out.extend(self.serve(&user, local_room));
+        }
+        out
+    }
+
+    /// History and subject for a local user who entered, from the copy, within the limits it
+    /// asked for (XEP-0045 §7.2.15; whole stanzas, the newest kept), then what the master sent
+    /// it meanwhile.
+    fn serve(&mut self, user: &str, local_room: &str) -> Vec<Element> {
+        self.waiting.remove(user);
+        let (max, since_us, maxchars) =
+            self.wants
+                .remove(user)
+                .unwrap_or((DEFAULT_HISTORY, None, None));
+        let mut out = Vec::new();
+        let mut chars = 0usize;
+        for (ts, m) in self.history.iter().rev() {
+            if out.len() >= max || since_us.is_some_and(|s| *ts < s) {
+                break;
+            }
+            let mut d = m.clone();
+            set_attr(&mut d, "to", user);
+            if let Some(limit) = maxchars {
+                chars += to_string(&d).len();
+                if chars > limit {
+                    break;
+                }
+            }
+            out.push(d);
+        }
+        out.reverse();
+        let mut subject = self.subject.clone().unwrap_or_else(|| {
+            let mut m = elem(
+                "message",
+                NS_STANZA,
+                &[("from", local_room), ("type", "groupchat")],
+            );
+            m.append_child(Element::bare("subject", NS_STANZA));
+            m
+        });
+        set_attr(&mut subject, "to", user);
+        out.push(subject);
+        out.extend(self.held.remove(user).unwrap_or_default());
+        out
     }
 
     fn note_presence(&mut self, nick: &str, st: &Element) {
@@ -681,11 +791,23 @@ impl MirrorRoom {
         }
     }
 
-    /// Configuration and roster from the master (seed: the mirror MUST answer).
-    fn master_iq(&mut self, st: &Element, domain: &str) -> Vec<Element> {
+    /// Configuration and roster from the master (seed: the mirror MUST answer), and the
+    /// answer to the history request.
+    fn master_iq(
+        &mut self,
+        st: &Element,
+        master: &str,
+        domain: &str,
+        local_room: &str,
+        now_us: i64,
+    ) -> Vec<Element> {
         if !matches!(st.attr("type"), Some("set") | Some("get")) {
+            if self.asked.is_some() && st.attr("id") == self.asked.as_deref() {
+                return self.history_answer(st, local_room, now_us);
+            }
             return Vec::new();
         }
+        let mut out = Vec::new();
         if let Some(c) = st.get_child("config", NS_DMUC0) {
             self.non_anonymous = c
                 .get_child("x", "jabber:x:data")
@@ -695,7 +817,12 @@ impl MirrorRoom {
                 .and_then(|f| f.children().find(|v| v.name() == "value"))
                 .is_some_and(|v| v.text() == "anyone");
             self.configured = true;
-        } else if st.get_child("roster", NS_DMUC0).is_none() {
+        } else if st.get_child("roster", NS_DMUC0).is_some() {
+            // Seed 003: the new mirror SHOULD request room history (after the roster).
+            if self.asked.is_none() {
+                out.push(self.history_request(master, domain));
+            }
+        } else {
             return refusal(
                 st,
                 ErrorType::Cancel,
@@ -715,7 +842,9 @@ impl MirrorRoom {
         if let Some(id) = st.attr("id") {
             set_attr(&mut r, "id", id);
         }
-        vec![r]
+        // The answer first, then the history request.
+        out.insert(0, r);
+        out
     }
 
     /// A local occupant's groupchat message while the master is unreachable (`said` as the
@@ -761,6 +890,14 @@ impl MirrorRoom {
         }
         self.down = true;
         let mut out = Vec::new();
+        // The answer to a history request may be lost with the link: those waiting for it get
+        // what the copy has (the link's return asks again).
+        if self.asked.take().is_some() {
+            self.seeded = true;
+            for user in std::mem::take(&mut self.waiting) {
+                out.extend(self.serve(&user, local_room));
+            }
+        }
         // What the dead link may have swallowed: the local occupants hear it now, the master
         // when the link is back (and the master's copy, if it had it, is not delivered twice).
         for (user, nick, said) in std::mem::take(&mut self.unacked) {
@@ -794,7 +931,8 @@ impl MirrorRoom {
     }
 
     /// The link is back: every local occupant joins again (the master forgot them), then what
-    /// they said meanwhile goes, in order.
+    /// they said meanwhile goes, in order, then the history is asked again: what the remote
+    /// occupants said meanwhile reaches the local ones and the copy.
     fn link_back(&mut self, master: &str, domain: &str) -> Vec<Element> {
         self.down = false;
         let mut out = Vec::new();
@@ -810,9 +948,16 @@ impl MirrorRoom {
             p.append_child(Element::bare("x", NS_MUC));
             p.append_child(elem("dmuc", NS_DMUC, &[("from", domain)]));
             out.push(p);
-            self.rejoining.insert(full.clone());
+            // (One that was still entering when the link went enters for the first time.)
+            if self.local.contains_key(full) {
+                self.rejoining.insert(full.clone());
+            }
         }
         out.extend(self.queued.drain(..));
+        if !self.local.is_empty() {
+            self.refill = self.seeded;
+            out.push(self.history_request(master, domain));
+        }
         out
     }
 
@@ -837,6 +982,43 @@ impl MirrorRoom {
         }
         out
     }
+}
+
+/// A groupchat message from the master as the copy keeps it: shown from the room's address
+/// on the mirror (`shown_from`), with the `<delay/>` it came with or one stamped now, and its
+/// time; a subject change (no body) with no time; nothing else is kept.
+fn copied(
+    st: &Element,
+    shown_from: &str,
+    local_room: &str,
+    now_us: i64,
+) -> Option<(Option<i64>, Element)> {
+    let mut m = filtered(st, |c| !c.is("delay", "urn:xmpp:delay"));
+    remove_attr(&mut m, "to");
+    set_attr(&mut m, "from", shown_from);
+    if !st.has_child("body", NS_STANZA) {
+        return st.has_child("subject", NS_STANZA).then_some((None, m));
+    }
+    // The stamp as the master wrote it, when it is one.
+    let (ts, stamp) = st
+        .get_child("delay", "urn:xmpp:delay")
+        .and_then(|d| d.attr("stamp"))
+        .and_then(|s| Some((parse_datetime(s)?, s.to_owned())))
+        .unwrap_or_else(|| (now_us, datetime(now_us)));
+    m.append_child(elem(
+        "delay",
+        "urn:xmpp:delay",
+        &[("from", local_room), ("stamp", &stamp)],
+    ));
+    Some((Some(ts), m))
+}
+
+/// What tells one archived message from another: the room's `<stanza-id/>`.
+fn key(m: &Element) -> Option<String> {
+    m.children()
+        .find(|c| c.name() == "stanza-id")
+        .and_then(|c| c.attr("id"))
+        .map(str::to_owned)
 }
 
 /// A self-presence as the others see it: without its status codes (110 and the like).
@@ -888,9 +1070,21 @@ mod tests {
         ))
     }
 
-    fn joined(m: &mut MirrorService, full: &str, esc: &str, nick: &str) {
+    /// A local user enters through the mirror; what the master's self-presence made the
+    /// mirror send (to the user, and a history request when its copy is not there yet).
+    fn joined(m: &mut MirrorService, full: &str, esc: &str, nick: &str) -> Vec<Element> {
+        joined_asking(m, full, esc, nick, "")
+    }
+
+    fn joined_asking(
+        m: &mut MirrorService,
+        full: &str,
+        esc: &str,
+        nick: &str,
+        history: &str,
+    ) -> Vec<Element> {
         let out = m.handle(&el(&format!(
-            "<presence xmlns='{NS}' from='{full}' to='{LROOM}/{nick}'><x xmlns='{NS_MUC}'/></presence>"
+            "<presence xmlns='{NS}' from='{full}' to='{LROOM}/{nick}'><x xmlns='{NS_MUC}'>{history}</x></presence>"
         )));
         assert_eq!(to_of(&out), [format!("{MASTER}/{nick}")]);
         assert_eq!(out[0].attr("from"), Some(esc));
@@ -901,32 +1095,73 @@ mod tests {
             Some("mirror.b")
         );
         let out = m.handle(&self_presence(esc, nick));
-        assert!(to_of(&out).iter().all(|t| *t == full));
-        let own = out.last().expect("self-presence");
+        let own = out
+            .iter()
+            .find(|p| p.name() == "presence" && to_string(p).contains("code='110'"))
+            .expect("self-presence");
         assert_eq!(own.attr("from"), Some(format!("{LROOM}/{nick}").as_str()));
-        // The others come first, from the mirror's copy, once the room is not new to it.
-        for p in &out[..out.len() - 1] {
-            assert_ne!(p.attr("from"), own.attr("from"));
-        }
+        assert!(
+            out.iter()
+                .all(|e| e.attr("to") == Some(full) || is_history_request(e))
+        );
+        out
+    }
+
+    fn is_history_request(e: &Element) -> bool {
+        e.name() == "iq"
+            && e.attr("to") == Some(MASTER)
+            && e.attr("from") == Some("mirror.b")
+            && e.get_child("room", NS_DMUC0)
+                .is_some_and(|r| r.attr("id") == Some(MASTER) && r.has_child("history", NS_MUC))
+    }
+
+    /// The master answers the history request among `out` with these messages.
+    fn answer(m: &mut MirrorService, out: &[Element], messages: &str) -> Vec<Element> {
+        let ask = out
+            .iter()
+            .find(|e| is_history_request(e))
+            .expect("a history request");
+        let id = ask.attr("id").unwrap_or_default();
+        m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='result' id='{id}' from='{MASTER}' to='mirror.b'>\
+             <history xmlns='{NS_MUC}'>{messages}</history></iq>"
+        )))
+    }
+
+    fn archived(nick: &str, sid: &str, body: &str, stamp: &str) -> String {
+        format!(
+            "<message xmlns='jabber:client' type='groupchat' from='{MASTER}/{nick}'><body>{body}</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='{MASTER}' id='{sid}'/>\
+             <delay xmlns='urn:xmpp:delay' from='{MASTER}' stamp='{stamp}'/></message>"
+        )
+    }
+
+    fn bodies(out: &[Element], to: &str) -> Vec<String> {
+        out.iter()
+            .filter(|e| e.attr("to") == Some(to))
+            .filter_map(|e| e.get_child("body", NS_STANZA).map(|b| b.text()))
+            .collect()
     }
 
     #[test]
     fn local_users_reach_the_master_once_and_broadcasts_reach_every_local_user() {
         let mut m = MirrorService::new("mirror.b");
-        joined(&mut m, WAYNE, WAYNE_ESC, "wayne");
-        // The first user the mirror brings gets the master's history and subject.
-        for xml in [
-            format!(
-                "<message xmlns='{NS}' type='groupchat' from='{MASTER}/scott' to='{WAYNE_ESC}'><body>earlier</body>\
-                 <delay xmlns='urn:xmpp:delay' from='{MASTER}' stamp='2026-11-22T01:00:00Z'/></message>"
-            ),
-            format!(
-                "<message xmlns='{NS}' type='groupchat' from='{MASTER}/scott' to='{WAYNE_ESC}'><subject>plans</subject></message>"
-            ),
-        ] {
-            assert_eq!(to_of(&m.handle(&el(&xml))), [WAYNE]);
-        }
-        // The master's configuration and roster are answered.
+        m.set_now(parse_datetime("2026-11-22T01:00:30Z").expect("time"));
+        // The master's configuration and roster are answered; after the roster, the mirror
+        // asks for the history it keeps (seed 003).
+        let out = m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='set' id='c1' from='{MASTER}' to='mirror.b'><config xmlns='{NS_DMUC0}'>\
+             <x xmlns='jabber:x:data' type='form'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>\
+             </config></iq>"
+        )));
+        assert!(
+            to_string(&out[0]).contains("service-unavailable"),
+            "not a room this mirror mirrors yet"
+        );
+        let first = m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{WAYNE}' to='{LROOM}/wayne'><x xmlns='{NS_MUC}'/></presence>"
+        )));
+        assert_eq!(to_of(&first), ["room@conference.a/wayne"]);
         let out = m.handle(&el(&format!(
             "<iq xmlns='{NS}' type='set' id='c1' from='{MASTER}' to='mirror.b'><config xmlns='{NS_DMUC0}'>\
              <x xmlns='jabber:x:data' type='form'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>\
@@ -934,18 +1169,54 @@ mod tests {
         )));
         assert_eq!(out[0].attr("type"), Some("result"));
         assert_eq!(out[0].attr("id"), Some("c1"));
-        // keith, the second local user: the master sends him only his own presence, the
-        // mirror shows him wayne from its copy.
-        m.handle(&el(&format!(
-            "<presence xmlns='{NS}' from='{KEITH}' to='{LROOM}/keith'><x xmlns='{NS_MUC}'/></presence>"
+        let out = m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='set' id='r1' from='{MASTER}' to='mirror.b'><roster xmlns='{NS_DMUC0}'>\
+             <item affiliation='owner' role='moderator' jid='scott@a' name='scott'/></roster></iq>"
         )));
-        let out = m.handle(&self_presence(KEITH_ESC, "keith"));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].attr("id"), Some("r1"));
+        assert!(is_history_request(&out[1]));
+        let asked = out;
+        // wayne's self-presence: his history waits for the answer; so does a message the
+        // master broadcasts meanwhile (it is in the answer).
+        let out = m.handle(&self_presence(WAYNE_ESC, "wayne"));
+        assert_eq!(to_of(&out), [WAYNE]);
+        let meanwhile = m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='groupchat' from='{MASTER}/scott' to='mirror.b'><body>early</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='{MASTER}' id='s2'/></message>"
+        )));
+        assert!(meanwhile.is_empty(), "{meanwhile:?}");
+        let out = answer(
+            &mut m,
+            &asked,
+            &format!(
+                "{}{}<message xmlns='jabber:client' type='groupchat' from='{MASTER}/scott'><subject>plans</subject></message>",
+                archived("scott", "s1", "earlier", "2026-11-22T01:00:00Z"),
+                archived("scott", "s2", "early", "2026-11-22T01:00:20Z"),
+            ),
+        );
+        assert_eq!(to_of(&out), [WAYNE, WAYNE, WAYNE]);
+        assert_eq!(bodies(&out, WAYNE), ["earlier", "early"]);
+        assert!(to_string(&out[2]).contains("<subject>plans</subject>"));
+        assert!(
+            out.iter()
+                .all(|e| e.attr("from") == Some(&*format!("{LROOM}/scott")))
+        );
+        assert!(to_string(&out[0]).contains("stamp='2026-11-22T01:00:00Z'"));
+        // keith, the second local user: the master sends him only his own presence, the
+        // mirror shows him wayne, the history he asked for and the subject from its copy.
+        let out = joined_asking(
+            &mut m,
+            KEITH,
+            KEITH_ESC,
+            "keith",
+            &format!("<history xmlns='{NS_MUC}' maxstanzas='1'/>"),
+        );
         let froms: Vec<_> = out
             .iter()
             .map(|e| e.attr("from").unwrap_or_default())
             .collect();
-        // Occupants, self-presence, history, subject (XEP-0045 §7.2.2), all from the copy but
-        // the self-presence.
+        // Occupants, self-presence, history, subject (XEP-0045 §7.2.2).
         assert_eq!(
             froms,
             [
@@ -957,22 +1228,45 @@ mod tests {
         );
         assert!(to_of(&out).iter().all(|t| *t == KEITH));
         assert!(!to_string(&out[0]).contains("code='110'"));
-        assert!(to_string(&out[2]).contains("earlier"));
-        assert!(to_string(&out[2]).contains("stamp='2026-11-22T01:00:00Z'"));
+        assert_eq!(bodies(&out, KEITH), ["early"]);
         assert!(to_string(&out[3]).contains("<subject>plans</subject>"));
-        // keith's presence, broadcast once to the mirror, reaches wayne, not keith; real
-        // JIDs are for moderators only in this room.
+        // XEP-0045 §7.2.15 limits from the copy: seconds, and maxchars (whole stanzas).
+        let dave = "dave@b/d";
+        let dave_esc = "dave\\40b\\2fd@mirror.b";
+        let out = joined_asking(
+            &mut m,
+            dave,
+            dave_esc,
+            "dave",
+            &format!("<history xmlns='{NS_MUC}' seconds='15'/>"),
+        );
+        assert_eq!(bodies(&out, dave), ["early"]);
+        m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{MASTER}/dave' to='{dave_esc}' type='unavailable'><x xmlns='{NS_MUC_USER}'>\
+             <item affiliation='none' role='none'/><status code='110'/></x></presence>"
+        )));
+        let out = joined_asking(
+            &mut m,
+            dave,
+            dave_esc,
+            "dave",
+            &format!("<history xmlns='{NS_MUC}' maxchars='10'/>"),
+        );
+        assert!(bodies(&out, dave).is_empty());
+        assert!(to_string(out.last().expect("subject")).contains("<subject>plans</subject>"));
+        // keith's presence, broadcast once to the mirror, reaches wayne (and dave), not keith;
+        // real JIDs are for moderators only in this room.
         let out = m.handle(&el(&format!(
             "<presence xmlns='{NS}' from='{MASTER}/keith' to='mirror.b'><x xmlns='{NS_MUC_USER}'>\
              <item affiliation='none' role='participant' jid='{KEITH}'/></x></presence>"
         )));
-        assert_eq!(to_of(&out), [WAYNE]);
+        assert_eq!(to_of(&out), [dave, WAYNE]);
         assert!(!to_string(&out[0]).contains("jid="), "semi-anonymous");
-        // One message from the master reaches both.
+        // One message from the master reaches every local occupant, and the copy.
         let out = m.handle(&el(&format!(
             "<message xmlns='{NS}' type='groupchat' id='m1' from='{MASTER}/scott' to='mirror.b'><body>hi</body></message>"
         )));
-        assert_eq!(to_of(&out), [KEITH, WAYNE]);
+        assert_eq!(to_of(&out), [dave, KEITH, WAYNE]);
         assert!(
             out.iter()
                 .all(|e| e.attr("from") == Some(&*format!("{LROOM}/scott")))
@@ -994,7 +1288,12 @@ mod tests {
     #[test]
     fn a_lost_master_link_leaves_local_users_talking_and_nothing_is_lost_or_doubled() {
         let mut m = MirrorService::new("mirror.b");
-        joined(&mut m, WAYNE, WAYNE_ESC, "wayne");
+        let out = joined(&mut m, WAYNE, WAYNE_ESC, "wayne");
+        answer(
+            &mut m,
+            &out,
+            &archived("scott", "s1", "before", "2026-11-22T01:00:00Z"),
+        );
         joined(&mut m, KEITH, KEITH_ESC, "keith");
         m.handle(&el(&format!(
             "<presence xmlns='{NS}' from='{MASTER}/scott' to='mirror.b'><x xmlns='{NS_MUC_USER}'>\
@@ -1041,11 +1340,12 @@ mod tests {
             "<message xmlns='{NS}' type='groupchat' id='q1' from='{WAYNE}' to='{LROOM}'><body>still here?</body></message>"
         )));
         assert_eq!(to_of(&out), [KEITH, WAYNE]);
-        // The master answers again: both join again, then the queue goes, in order.
-        let out = m.handle(&el(&format!(
+        // The master answers again: both join again, the queue goes, in order, and the
+        // history is asked again.
+        let back = m.handle(&el(&format!(
             "<iq xmlns='{NS}' type='result' id='dmuc-probe' from='{MASTER}' to='mirror.b'/>"
         )));
-        let names: Vec<_> = out
+        let names: Vec<_> = back
             .iter()
             .map(|e| (e.name(), e.attr("to").unwrap_or_default()))
             .collect();
@@ -1055,26 +1355,35 @@ mod tests {
                 ("presence", "room@conference.a/keith"),
                 ("presence", "room@conference.a/wayne"),
                 ("message", MASTER),
-                ("message", MASTER)
+                ("message", MASTER),
+                ("iq", MASTER)
             ]
         );
-        assert_eq!(out[2].attr("id"), Some("b1"));
-        assert_eq!(out[3].attr("id"), Some("q1"));
-        assert!(out[2..].iter().all(|q| q.attr("from") == Some(WAYNE_ESC)));
-        // Their repeated self-presence, history and subject are not shown again...
+        assert_eq!(back[2].attr("id"), Some("b1"));
+        assert_eq!(back[3].attr("id"), Some("q1"));
+        assert!(back[2..4].iter().all(|q| q.attr("from") == Some(WAYNE_ESC)));
+        // Their repeated self-presence is not shown again...
         assert!(m.handle(&self_presence(WAYNE_ESC, "wayne")).is_empty());
-        let hist = el(&format!(
-            "<message xmlns='{NS}' type='groupchat' from='{MASTER}/scott' to='{WAYNE_ESC}'><body>old</body><delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/></message>"
-        ));
-        assert!(m.handle(&hist).is_empty());
-        assert!(m.handle(&el(&format!(
-            "<message xmlns='{NS}' type='groupchat' from='{MASTER}' to='{WAYNE_ESC}'><subject/></message>"
-        ))).is_empty());
-        // ...nor the master's reflection of what they said meanwhile; new traffic flows.
+        // ...nor the master's reflection of what they said meanwhile.
         let echo = el(&format!(
             "<message xmlns='{NS}' type='groupchat' id='q1' from='{MASTER}/wayne' to='mirror.b'><body>still here?</body></message>"
         ));
         assert!(m.handle(&echo).is_empty());
+        // What scott said while the link was down comes with the history, once, to both;
+        // what they had already (and what they said themselves) does not come again.
+        let out = answer(
+            &mut m,
+            &back,
+            &format!(
+                "{}{}{}",
+                archived("scott", "s1", "before", "2026-11-22T01:00:00Z"),
+                archived("scott", "s2", "missed", "2026-11-22T01:01:00Z"),
+                archived("wayne", "s3", "still here?", "2026-11-22T01:02:00Z"),
+            ),
+        );
+        assert_eq!(bodies(&out, WAYNE), ["missed"]);
+        assert_eq!(bodies(&out, KEITH), ["missed"]);
+        assert_eq!(out.len(), 2);
         let out = m.handle(&el(&format!(
             "<message xmlns='{NS}' type='groupchat' id='n1' from='{MASTER}/scott' to='mirror.b'><body>back</body></message>"
         )));

@@ -58,6 +58,10 @@ pub struct History {
     pub subject: Element,
     /// Sent after the subject: live notices such as pending invitations (seed 000).
     pub then: Vec<Element>,
+    /// A DMUC mirror's history request (seed 003, `urn:xmpp:dmuc:0`): the answer, an IQ
+    /// result whose `<history/>` gets the messages and then the subject, instead of sending
+    /// them one by one.
+    pub reply: Option<Element>,
 }
 
 /// How long a relayed IQ waits for its answer, and how many may wait.
@@ -287,6 +291,12 @@ impl Room {
                 &translated
             }
             crate::dmuc::Inbound::Done(out) => return self.finish((*out).into()),
+            crate::dmuc::Inbound::History(h) => {
+                return RoomOutcome {
+                    outcome: Outcome::default(),
+                    history: vec![*h],
+                };
+            }
         };
         let r = self.handle_translated(st, ctx);
         self.finish(r)
@@ -302,19 +312,20 @@ impl Room {
         }
         let new = self.dmuc_new_mirrors();
         self.dmuc_outbound(&mut r.outcome, &new);
-        // A mirror that has the room gives its new users history and subject from its copy
-        // (crate::dmuc_mirror); only the first user a mirror brings gets them from here.
-        let dmuc = &self.dmuc;
-        r.history
-            .retain(|h| dmuc.mirror_of(&h.to).is_none_or(|m| new.contains(m)));
-        for h in &mut r.history {
-            if let Some(esc) = self.dmuc.escaped(&h.to) {
-                h.to = esc;
-                for el in std::iter::once(&mut h.subject).chain(h.then.iter_mut()) {
-                    set_attr(el, "to", &h.to);
-                }
+        // A mirror gives its users history and subject from its copy of the room, which it
+        // fills by asking (crate::dmuc_mirror, seed 003 "history request"); what follows them
+        // (pending invitations) still comes from here.
+        let mut history = Vec::with_capacity(r.history.len());
+        for h in r.history.drain(..) {
+            match self.dmuc.escaped(&h.to) {
+                Some(esc) => r.outcome.sends.extend(h.then.into_iter().map(|mut el| {
+                    set_attr(&mut el, "to", &esc);
+                    Send::One(el)
+                })),
+                None => history.push(h),
             }
         }
+        r.history = history;
         self.dmuc_forget_gone();
         r
     }
@@ -1042,23 +1053,7 @@ impl Room {
         let h = st
             .get_child("x", NS_MUC)
             .and_then(|x| x.children().find(|c| c.name() == "history"));
-        let num = |name: &str| {
-            h.and_then(|h| h.attr(name))
-                .and_then(|v| v.parse::<i64>().ok())
-        };
-        let mut max = num("maxstanzas")
-            .map(|n| n.clamp(0, MAX_HISTORY as i64) as usize)
-            .unwrap_or(DEFAULT_HISTORY);
-        let maxchars = num("maxchars").map(|n| n.max(0) as usize);
-        if maxchars == Some(0) {
-            max = 0;
-        }
-        let mut since_us = h.and_then(|h| h.attr("since")).and_then(parse_datetime);
-        if let Some(s) = num("seconds") {
-            // Any number a client sends is taken, none overflows.
-            let t = now_us.saturating_sub(s.max(0).saturating_mul(1_000_000));
-            since_us = Some(since_us.map_or(t, |x| x.max(t)));
-        }
+        let (max, since_us, maxchars) = history_limits(h, now_us);
         History {
             to: full.to_owned(),
             max,
@@ -1066,6 +1061,28 @@ impl Room {
             maxchars,
             subject: self.subject_message(full),
             then: self.pending_push(full).into_iter().collect(),
+            reply: None,
+        }
+    }
+
+    /// A DMUC mirror's history request (seed 003: `<room xmlns='urn:xmpp:dmuc:0'>` with the
+    /// `<history/>` of XEP-0045 and its limits): the messages a newcomer would get, and the
+    /// subject after them, in one IQ result.
+    pub(crate) fn history_for_mirror(&self, st: &Element, mirror: &str, now_us: i64) -> History {
+        let h = st
+            .get_child("room", crate::dmuc::NS_DMUC0)
+            .and_then(|r| r.children().find(|c| c.name() == "history"));
+        let (max, since_us, maxchars) = history_limits(h, now_us);
+        let mut reply = iq_result(st, None);
+        set_attr(&mut reply, "from", &self.jid.to_string());
+        History {
+            to: mirror.to_owned(),
+            max,
+            since_us,
+            maxchars,
+            subject: self.subject_message(mirror),
+            then: Vec::new(),
+            reply: Some(reply),
         }
     }
 
@@ -2141,4 +2158,30 @@ impl Room {
         query.append_child(x);
         Outcome::reply(iq_result(st, Some(query)))
     }
+}
+
+/// XEP-0045 §7.2.15: the limits of a `<history/>` request (none: the default): how many
+/// stanzas, since when (Unix µs), how many characters.
+pub(crate) fn history_limits(
+    h: Option<&Element>,
+    now_us: i64,
+) -> (usize, Option<i64>, Option<usize>) {
+    let num = |name: &str| {
+        h.and_then(|h| h.attr(name))
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let mut max = num("maxstanzas")
+        .map(|n| n.clamp(0, MAX_HISTORY as i64) as usize)
+        .unwrap_or(DEFAULT_HISTORY);
+    let maxchars = num("maxchars").map(|n| n.max(0) as usize);
+    if maxchars == Some(0) {
+        max = 0;
+    }
+    let mut since_us = h.and_then(|h| h.attr("since")).and_then(parse_datetime);
+    if let Some(s) = num("seconds") {
+        // Any number a client sends is taken, none overflows.
+        let t = now_us.saturating_sub(s.max(0).saturating_mul(1_000_000));
+        since_us = Some(since_us.map_or(t, |x| x.max(t)));
+    }
+    (max, since_us, maxchars)
 }

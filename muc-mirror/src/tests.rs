@@ -510,6 +510,7 @@ fn history_is_the_archive_seen_from_the_room_within_its_limits() {
         maxchars: Some(700),
         subject: Element::bare("message", NS),
         then: Vec::new(),
+        reply: None,
     };
     let row = |i: usize| mam_store::ArchiveRow {
         id: format!("a{i}"),
@@ -1458,10 +1459,41 @@ fn dmuc_master_sends_users_behind_a_mirror_through_it_and_broadcasts_once_per_mi
         to_whom(&s, "wayne@b.example/phone").is_empty(),
         "never around the mirror"
     );
-    assert_eq!(
-        out.history[0].to, wayne,
-        "the first user's history, through the mirror"
+    assert!(
+        out.history.is_empty(),
+        "users behind a mirror get history from the mirror's copy"
     );
+    // Seed 003: the mirror asks for the history it keeps, with XEP-0045's limits.
+    let ask = |t: &mut T, from: &str, ty: &str, room: &str| {
+        t.run(&format!(
+            "<iq xmlns='{NS}' type='{ty}' id='h1' from='{from}' to='{ROOM}/wayne'>\
+             <room xmlns='{NS_DMUC0}' id='{room}'><history xmlns='{NS_MUC}' maxstanzas='7'/></room></iq>"
+        ))
+    };
+    let out = ask(&mut t, "mirror.b", "get", ROOM);
+    assert_eq!(out.history.len(), 1);
+    let h = &out.history[0];
+    assert_eq!((h.to.as_str(), h.max), ("mirror.b", 7));
+    let reply = h.reply.as_ref().expect("answered in one IQ result");
+    assert_eq!(
+        (reply.attr("type"), reply.attr("id"), reply.attr("to")),
+        (Some("result"), Some("h1"), Some("mirror.b"))
+    );
+    // Bad requests: another room named, a set, a mirror with nobody in the room.
+    assert_eq!(
+        condition(&ask(&mut t, "mirror.b", "get", "other@muc.x")),
+        "bad-request"
+    );
+    assert_eq!(
+        condition(&ask(&mut t, "mirror.b", "set", ROOM)),
+        "feature-not-implemented"
+    );
+    t.room.dmuc.allowed.push("mirror.c".into());
+    assert_eq!(
+        condition(&ask(&mut t, "mirror.c", "get", ROOM)),
+        "forbidden"
+    );
+    t.room.dmuc.allowed.pop();
     // The room knows wayne by his real JID.
     assert!(t.room.occupant("wayne@b.example").is_some());
     // A second user: no second configuration; his presence reaches the mirror once.

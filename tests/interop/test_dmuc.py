@@ -158,10 +158,11 @@ def scenario(body):
     return run(go())
 
 
-async def enter(c, room: str, nick: str):
+async def enter(c, room: str, nick: str, **history):
     """(self-presence, occupants' presences, history bodies, subject message) of c entering room
-    as nick."""
-    pres, subject, occupants, history = await c.muc.join_muc_wait(JID(room), nick, timeout=WAIT)
+    as nick (history: join_muc_wait's maxstanzas, seconds, ...)."""
+    pres, subject, occupants, history = await c.muc.join_muc_wait(JID(room), nick, timeout=WAIT,
+                                                                  **history)
     return pres, occupants, [m["body"] for m in history], subject
 
 
@@ -179,14 +180,24 @@ def test_users_behind_a_mirror_take_part_in_the_master_room(dmuc):
         await alice.muc.set_room_config(JID(MASTER_ROOM), Form(), timeout=WAIT)
         await enter(bob, MASTER_ROOM, "bob")
         seen = {}
+        # Said before anyone of B comes, and the subject: the mirror asks the master for the
+        # history (seed 003) and gives it to carol from its copy.
+        first = new_body("first")
+        alice.send_message(mto=JID(MASTER_ROOM), mbody=first, mtype="groupchat")
+        await wait_until(lambda: first in groupchat_bodies(bob, MASTER_ROOM), WAIT,
+                         "the first message at bob", clients)
+        alice.plugin["xep_0045"].set_subject(JID(MASTER_ROOM), "plans")
+        await wait_until(lambda: any(s.name == "message" and s["subject"] == "plans" for s in bob.inbox),
+                         WAIT, "the subject at bob", clients)
         seen["carol"] = await enter(carol, LOCAL_ROOM, "carol")
-        # Said before dave comes: his history, which the mirror gives him from its copy (the
-        # master sends history only to the first user a mirror brings).
+        seen["first"] = first
+        # Said before dave comes: his history, which the mirror gives him from its copy too,
+        # as much as he asks for (one stanza).
         earlier = new_body("earlier")
         alice.send_message(mto=JID(MASTER_ROOM), mbody=earlier, mtype="groupchat")
         await wait_until(lambda: earlier in groupchat_bodies(carol, LOCAL_ROOM), WAIT,
                          "the earlier message at carol", clients)
-        seen["dave"] = await enter(dave, LOCAL_ROOM, "dave")
+        seen["dave"] = await enter(dave, LOCAL_ROOM, "dave", maxstanzas=1)
         seen["earlier"] = earlier
         # Everyone sees everyone.
         rosters = {"alice": (alice, MASTER_ROOM), "bob": (bob, MASTER_ROOM),
@@ -228,12 +239,14 @@ def test_users_behind_a_mirror_take_part_in_the_master_room(dmuc):
     seen, heard, bodies, froms, nick_change, nick_errors = scenario(body)
     # carol, through the mirror, entered: her self-presence and the others' came from the
     # room's address on the mirror.
-    pres, occupants, _history, _subject = seen["carol"]
+    pres, occupants, carol_history, carol_subject = seen["carol"]
     assert pres["from"] == JID(f"{LOCAL_ROOM}/carol")
+    assert carol_history == [seen["first"]], carol_history
+    assert (carol_subject["subject"], carol_subject["from"]) == ("plans", JID(f"{LOCAL_ROOM}/alice"))
     _pres, dave_sees, dave_history, dave_subject = seen["dave"]
     assert {o["from"].resource for o in dave_sees} >= {"alice", "bob", "carol"}
-    assert dave_history.count(seen["earlier"]) == 1, dave_history
-    assert dave_subject["from"] == JID(LOCAL_ROOM)
+    assert dave_history == [seen["earlier"]], dave_history
+    assert dave_subject["subject"] == "plans"
     assert 110 in pres["muc"]["status_codes"]
     assert {o["from"].resource for o in occupants} >= {"alice", "bob"}
     for nick, got in heard.items():
@@ -243,6 +256,12 @@ def test_users_behind_a_mirror_take_part_in_the_master_room(dmuc):
     assert froms[bodies["dave"]] == f"{LOCAL_ROOM}/dave"
     assert any(e["error"]["condition"] == "not-acceptable" for e in nick_errors), (
         nick_change, [str(e) for e in nick_errors])
+
+
+def all_bodies(c, room: str) -> list[str]:
+    """Bodies of the groupchat messages c received from room, live or delayed."""
+    return [s["body"] for s in c.inbox if s.name == "message" and s["type"] == "groupchat"
+            and s["from"].bare == room and s["body"]]
 
 
 def test_a_lost_link_leaves_each_side_talking_and_nothing_is_lost_or_doubled(dmuc):
@@ -289,6 +308,8 @@ def test_a_lost_link_leaves_each_side_talking_and_nothing_is_lost_or_doubled(dmu
                          LOSS, "the mirror's users gone for alice", clients)
         await wait_until(lambda: gone_333(carol, room_b, "alice") and gone_333(dave, room_b, "alice"),
                          LOSS, "alice gone for the mirror's users", clients)
+        missed = new_body("alice-during")
+        alice.send_message(mto=JID(room_a), mbody=missed, mtype="groupchat")
         dave.send_message(mto=JID(room_b), mbody=said[1], mtype="groupchat")
         carol.send_message(mto=JID(room_b), mbody=said[2], mtype="groupchat")
         await wait_until(lambda: set(said) <= set(groupchat_bodies(dave, room_b))
@@ -306,12 +327,21 @@ def test_a_lost_link_leaves_each_side_talking_and_nothing_is_lost_or_doubled(dmu
         alice.send_message(mto=JID(room_a), mbody=after, mtype="groupchat")
         await wait_until(lambda: after in groupchat_bodies(carol, room_b) and after in groupchat_bodies(dave, room_b),
                          WAIT, "traffic flows again", clients)
+        # What alice said while the link was down reaches the mirror's users with the
+        # history the mirror asks for again (delayed).
+        await wait_until(lambda: missed in all_bodies(carol, room_b) and missed in all_bodies(dave, room_b),
+                         WAIT, "alice's message from the cut at carol and dave", clients)
         await asyncio.sleep(QUIET)
+        alices = {n: [b for b in all_bodies(c, room_b) if b.startswith("alice-")]
+                  for n, c in (("carol", carol), ("dave", dave))}
         return said, during, {n: groupchat_bodies(c, r) for n, (c, r) in
                               {"alice": (alice, room_a), "carol": (carol, room_b),
-                               "dave": (dave, room_b)}.items()}
+                               "dave": (dave, room_b)}.items()}, alices
 
-    said, during, heard = scenario(body)
+    said, during, heard, alices = scenario(body)
+    # Everything alice said reached each of them exactly once (live or after the cut).
+    for nick, got in alices.items():
+        assert len(got) == len(set(got)) == 4, f"{nick}: {got}"
 
     def per_sender(bodies):
         """Order per sender (messages of different clients may cross at the server)."""
