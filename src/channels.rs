@@ -43,7 +43,12 @@ pub enum ChannelMsg {
     InvitationsDue,
     /// The channel was just loaded from the store.
     Loaded,
+    /// The task's clock while users behind a DMUC mirror are in the room (keepalive).
+    DmucKeepalive,
 }
+
+/// How often a room with users behind a DMUC mirror looks after its mirrors' keepalive.
+const DMUC_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn now_us() -> i64 {
     SystemTime::now()
@@ -276,7 +281,8 @@ impl Task {
             | ChannelMsg::Expire
             | ChannelMsg::Shutdown
             | ChannelMsg::InvitationsDue
-            | ChannelMsg::Loaded => {
+            | ChannelMsg::Loaded
+            | ChannelMsg::DmucKeepalive => {
                 return;
             }
         };
@@ -348,9 +354,18 @@ impl Task {
             },
         };
         let mut ids = RealIds;
+        let mut keepalive = Instant::now();
         loop {
+            // Users behind a DMUC mirror: the room checks on the mirror's link now and then,
+            // busy or not (a quiet room would never notice a dead one).
+            let mirrored = room.dmuc.has_mirrors();
+            if mirrored && keepalive.elapsed() >= DMUC_KEEPALIVE {
+                keepalive = Instant::now();
+                batch.push(ChannelMsg::DmucKeepalive);
+            }
+            let wait = if mirrored { DMUC_KEEPALIVE } else { self.idle };
             let waiting = if batch.is_empty() {
-                tokio::time::timeout(self.idle, rx.recv_many(&mut batch, BATCH)).await
+                tokio::time::timeout(wait, rx.recv_many(&mut batch, BATCH)).await
             } else {
                 Ok(batch.len())
             };
@@ -411,6 +426,7 @@ impl Task {
                             let out = room.reconcile(&mut ctx);
                             room.after(out)
                         }
+                        ChannelMsg::DmucKeepalive => room.dmuc_keepalive(&mut ctx).into(),
                     };
                     // What did not come through `handle` still goes out through the
                     // room's boundary (DMUC mirrors).

@@ -102,7 +102,19 @@ pub struct DmucMaster {
     recent_set: std::collections::HashSet<(String, String)>,
     /// The user behind a mirror entering with the stanza being handled.
     entering: Option<String>,
+    /// When each mirror with users here was last heard from (Unix µs).
+    heard: BTreeMap<String, i64>,
+    /// Keepalive pings waiting for their answer: mirror → when it went (Unix µs).
+    pinged: BTreeMap<String, i64>,
+    pings: u64,
 }
+
+/// How long a mirror with users in the room may be silent before the room pings it, and how
+/// long the answer may take before the link counts as lost (seed 003 §"Connection to master is
+/// lost": the master does the same for its side). A dead s2s link takes what is written to it
+/// without an error, and a quiet room writes nothing: only a missing answer shows the loss.
+pub const PING_INTERVAL_US: i64 = 10_000_000;
+pub const PING_TIMEOUT_US: i64 = 5_000_000;
 
 /// How many recent messages from behind mirrors are remembered against repeats.
 const RECENT: usize = 4096;
@@ -160,6 +172,12 @@ impl Room {
                 )));
             }
             return Inbound::Plain;
+        }
+        // Whatever comes from a mirror shows its link is there (a bounce too: it is handled
+        // below).
+        if self.dmuc.heard.contains_key(&domain) {
+            self.dmuc.heard.insert(domain.clone(), ctx.now_us);
+            self.dmuc.pinged.remove(&domain);
         }
         if let Some(t) = tagged
             && t.attr("from") != Some(domain.as_str())
@@ -491,6 +509,48 @@ impl Room {
             )));
         }
         Inbound::History(Box::new(self.history_for_mirror(st, mirror, ctx.now_us)))
+    }
+
+    /// The channel task's clock, every two seconds or so while users behind a mirror are in the
+    /// room: a mirror silent for [`PING_INTERVAL_US`] is pinged (XEP-0199), and one that has not
+    /// answered within [`PING_TIMEOUT_US`] is lost, its users gone for everyone (333).
+    pub fn dmuc_keepalive(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        let now = ctx.now_us;
+        let mirrors: BTreeSet<String> = self.dmuc.sessions.values().cloned().collect();
+        self.dmuc.heard.retain(|m, _| mirrors.contains(m));
+        self.dmuc.pinged.retain(|m, _| mirrors.contains(m));
+        for m in mirrors {
+            let heard = *self.dmuc.heard.entry(m.clone()).or_insert(now);
+            if let Some(&sent) = self.dmuc.pinged.get(&m) {
+                if now - sent >= PING_TIMEOUT_US {
+                    self.dmuc.pinged.remove(&m);
+                    self.dmuc.heard.remove(&m);
+                    let lost = self.mirror_lost(&m, ctx);
+                    out.writes.extend(lost.writes);
+                    out.sends.extend(lost.sends);
+                }
+                continue;
+            }
+            if now - heard >= PING_INTERVAL_US {
+                self.dmuc.pings += 1;
+                let id = format!("dmuc-keepalive-{}", self.dmuc.pings);
+                let mut iq = elem(
+                    "iq",
+                    NS_STANZA,
+                    &[
+                        ("from", &self.jid.to_string()),
+                        ("to", &m),
+                        ("type", "get"),
+                        ("id", &id),
+                    ],
+                );
+                iq.append_child(Element::bare("ping", "urn:xmpp:ping"));
+                out.sends.push(Send::One(iq));
+                self.dmuc.pinged.insert(m, now);
+            }
+        }
+        out
     }
 
     /// Seed §"Connection to master is lost": the mirror's link failed, so its users are gone

@@ -808,6 +808,12 @@ impl MirrorRoom {
             return Vec::new();
         }
         let mut out = Vec::new();
+        if st.attr("type") == Some("get") && st.has_child("ping", "urn:xmpp:ping") {
+            // The master's keepalive (crate::dmuc::PING_INTERVAL_US).
+            let mut r = mix_service::stanza::iq_result(st, None);
+            set_attr(&mut r, "from", domain);
+            return vec![r];
+        }
         if let Some(c) = st.get_child("config", NS_DMUC0) {
             self.non_anonymous = c
                 .get_child("x", "jabber:x:data")

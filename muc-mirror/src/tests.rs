@@ -48,11 +48,16 @@ impl T {
     }
 
     fn run(&mut self, xml: &str) -> RoomOutcome {
+        let now_us = 2_000_000 + self.n as i64 + 1000;
+        self.run_at(xml, now_us)
+    }
+
+    fn run_at(&mut self, xml: &str, now_us: i64) -> RoomOutcome {
         self.n += 1000;
         let mut ids = Counter(self.n);
         let nicks = NickRegistry::default();
         let mut ctx = Ctx {
-            now_us: 2_000_000 + self.n as i64,
+            now_us,
             ids: &mut ids,
             nicks: &nicks,
         };
@@ -1583,4 +1588,59 @@ fn dmuc_master_takes_a_message_sent_again_after_a_lost_link_once() {
     );
     let again = t.run(&say);
     assert!(again.outcome.writes.is_empty() && again.outcome.sends.is_empty());
+}
+
+#[test]
+fn dmuc_master_pings_a_silent_mirror_and_loses_its_users_when_it_does_not_answer() {
+    use crate::dmuc::{NS_DMUC, PING_INTERVAL_US, PING_TIMEOUT_US};
+    let mut t = T::new();
+    t.configure(&[]);
+    t.room.dmuc.allowed = vec!["mirror.b".into()];
+    t.enter("owner@x/o", "owner");
+    let wayne = "wayne\\40b.example\\2fphone@mirror.b";
+    t.run(&format!(
+        "<presence xmlns='{NS}' from='{wayne}' to='{ROOM}/wayne'><dmuc xmlns='{NS_DMUC}' from='mirror.b'/></presence>"
+    ));
+    let nicks = NickRegistry::default();
+    let mut tick = |t: &mut T, now_us: i64| {
+        let mut ids = Counter(7_000_000);
+        let mut ctx = Ctx {
+            now_us,
+            ids: &mut ids,
+            nicks: &nicks,
+        };
+        t.room.dmuc_keepalive(&mut ctx)
+    };
+    let start = 3_000_000;
+    assert!(tick(&mut t, start).sends.is_empty(), "heard from just now");
+    // Silent for the interval: a ping from the room to the mirror.
+    let out = tick(&mut t, start + PING_INTERVAL_US);
+    let s = sent(&out);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].1, ["mirror.b"]);
+    assert!(s[0].0.has_child("ping", "urn:xmpp:ping"));
+    let id = s[0].0.attr("id").unwrap_or_default().to_owned();
+    // Answered: nothing happens, and the next ping waits for the next silence.
+    t.run_at(
+        &format!("<iq xmlns='{NS}' type='result' id='{id}' from='mirror.b' to='{ROOM}'/>"),
+        start + PING_INTERVAL_US + 1,
+    );
+    assert!(
+        tick(&mut t, start + PING_INTERVAL_US + PING_TIMEOUT_US)
+            .sends
+            .is_empty()
+    );
+    assert!(t.room.occupant("wayne@b.example").is_some());
+    // Much later, silent again: pinged, no answer, and wayne is gone for the owner (333).
+    let later = start + 10 * PING_INTERVAL_US;
+    assert_eq!(sent(&tick(&mut t, later)).len(), 1);
+    assert!(tick(&mut t, later + PING_TIMEOUT_US - 1).sends.is_empty());
+    let out = tick(&mut t, later + PING_TIMEOUT_US);
+    let s = sent(&out);
+    let gone = to_whom(&s, "owner@x/o");
+    assert_eq!(gone.len(), 1, "{s:?}");
+    assert_eq!(gone[0].attr("type"), Some("unavailable"));
+    assert!(codes(gone[0]).contains(&"333".to_owned()));
+    assert!(t.room.occupant("wayne@b.example").is_none());
+    assert!(to_whom(&s, "mirror.b").is_empty());
 }

@@ -356,3 +356,101 @@ def test_a_lost_link_leaves_each_side_talking_and_nothing_is_lost_or_doubled(dmu
     for nick in ("carol", "dave"):
         for b in said:
             assert heard[nick].count(b) == 1, f"{nick} got {b} {heard[nick].count(b)} times"
+
+
+def test_a_quiet_room_notices_a_lost_link_from_both_sides(dmuc):
+    """Nobody says anything after the link goes: the master's keepalive to the mirror
+    (dmuc::PING_INTERVAL_US) and the mirror's to the master find the loss all the same, and
+    each side sees the other's occupants leave (333); when the link is back, everyone is
+    there again."""
+    p, master, mirror = dmuc
+    room_a, room_b = "quiet@conference.alpha.test", "quiet\\40conference.alpha.test@" + MIRROR
+
+    def last_presence(c, room, nick):
+        ps = [s for s in c.inbox if s.name == "presence" and s["from"] == JID(f"{room}/{nick}")]
+        return ps[-1] if ps else None
+
+    def gone_333(c, room, nick):
+        pr = last_presence(c, room, nick)
+        return pr is not None and pr["type"] == "unavailable" and 333 in pr["muc"]["status_codes"]
+
+    def available(c, room, nick):
+        pr = last_presence(c, room, nick)
+        return pr is not None and pr["type"] != "unavailable"
+
+    async def body(clients):
+        alice = await login(p.a, "alice", "quiet")
+        carol = await login(p.b, "carol", "quiet")
+        clients += [alice, carol]
+        await enter(alice, room_a, "alice")
+        await alice.muc.set_room_config(JID(room_a), Form(), timeout=WAIT)
+        await enter(carol, room_b, "carol")
+        await wait_until(lambda: available(alice, room_a, "carol"), WAIT, "carol in", clients)
+        for r in p.relays:
+            r.cut()
+        await wait_until(lambda: gone_333(alice, room_a, "carol"), LOSS,
+                         "carol gone for alice, nobody speaking", clients)
+        await wait_until(lambda: gone_333(carol, room_b, "alice"), LOSS,
+                         "alice gone for carol, nobody speaking", clients)
+        for r in p.relays:
+            r.restore()
+        await wait_until(lambda: available(alice, room_a, "carol") and available(carol, room_b, "alice"),
+                         3 * WAIT, "presence back both ways", clients)
+
+    scenario(body)
+
+
+def test_bad_input_to_the_mirror_through_a_real_server(dmuc):
+    """What a client of B sends to the mirror domain that makes no sense, and what it gets."""
+    p, master, mirror = dmuc
+    from slixmpp.exceptions import IqError
+    import xml.etree.ElementTree as ET
+
+    async def iq_error(c, to, payload, ty="set"):
+        iq = c.make_iq(ito=to, itype=ty)
+        iq.xml.append(ET.fromstring(payload))
+        try:
+            await iq.send(timeout=WAIT)
+        except IqError as e:
+            return e.iq["error"]["type"], e.iq["error"]["condition"]
+        return "result", None
+
+    async def body(clients):
+        alice = await login(p.a, "alice", "bad")
+        carol = await login(p.b, "carol", "bad")
+        clients += [alice, carol]
+        await enter(alice, "badin@conference.alpha.test", "alice")
+        await alice.muc.set_room_config(JID("badin@conference.alpha.test"), Form(), timeout=WAIT)
+        got = {}
+        # A configuration push from a client, not from a master room the mirror mirrors.
+        got["config push"] = await iq_error(
+            carol, MIRROR, "<config xmlns='urn:xmpp:dmuc:0'/>")
+        got["roster push"] = await iq_error(
+            carol, MIRROR, "<roster xmlns='urn:xmpp:dmuc:0'/>")
+        # An address on the mirror domain that is no escaped room JID.
+        got["not a room"] = await iq_error(
+            carol, f"nonsense@{MIRROR}", "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+            ty="get")
+        # A history request straight from a user (not a mirror) to the master room.
+        got["history from a user"] = await iq_error(
+            carol, "badin@conference.alpha.test",
+            "<room xmlns='urn:xmpp:dmuc:0' id='badin@conference.alpha.test'>"
+            "<history xmlns='http://jabber.org/protocol/muc'/></room>", ty="get")
+        # A message to a room through the mirror without having entered it.
+        carol.inbox.clear()
+        carol.send_message(mto=JID(LOCAL_ROOM), mbody="hello?", mtype="groupchat")
+        await wait_until(lambda: any(s.name == "message" and s["type"] == "error" for s in carol.inbox),
+                         WAIT, "the refusal", clients)
+        err = next(s for s in carol.inbox if s.name == "message" and s["type"] == "error")
+        got["message before entering"] = (err["error"]["type"], err["error"]["condition"])
+        return got
+
+    got = scenario(body)
+    assert got["config push"] == ("cancel", "service-unavailable"), got
+    assert got["roster push"] == ("cancel", "service-unavailable"), got
+    assert got["not a room"] == ("cancel", "item-not-found"), got
+    # Only an allowed mirror's domain is asked about history: to anyone else the room has
+    # no such service.
+    assert got["history from a user"] == ("cancel", "service-unavailable"), got
+    assert got["message before entering"] == ("modify", "not-acceptable"), got
+    print(got)
