@@ -1602,7 +1602,7 @@ fn dmuc_master_pings_a_silent_mirror_and_loses_its_users_when_it_does_not_answer
         "<presence xmlns='{NS}' from='{wayne}' to='{ROOM}/wayne'><dmuc xmlns='{NS_DMUC}' from='mirror.b'/></presence>"
     ));
     let nicks = NickRegistry::default();
-    let mut tick = |t: &mut T, now_us: i64| {
+    let tick = |t: &mut T, now_us: i64| {
         let mut ids = Counter(7_000_000);
         let mut ctx = Ctx {
             now_us,
