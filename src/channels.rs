@@ -545,7 +545,9 @@ impl Task {
                 nicks: &registry,
             };
             let out = room.channel.resolve(lookup.clone(), found, &mut ctx);
-            room.after(out).outcome
+            // Through the room's boundary, like every outcome (DMUC mirrors).
+            let out = room.after(out);
+            room.finish(out).outcome
         };
         if let Err(e) = self.store.commit(&out.writes).await {
             tracing::error!(channel = %self.name, error = %e, "commit failed; retraction refused");
@@ -666,14 +668,14 @@ impl Task {
         if req.kind == mam::MamKind::Metadata {
             let q = &req.query;
             match self.store.archive_bounds(&q.channel, &q.node).await {
-                Ok(b) => self.send_el(&mam::metadata(req, b.as_ref())).await,
+                Ok(b) => self.send_answer(req, mam::metadata(req, b.as_ref())).await,
                 Err(e) => {
                     tracing::error!(channel = %self.name, error = %e, "archive metadata failed");
                     if let Some(reply) = error_reply(
                         &req.iq,
                         error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
                     ) {
-                        self.send_el(&reply).await;
+                        self.send_answer(req, reply).await;
                     }
                 }
             }
@@ -693,12 +695,12 @@ impl Task {
                     mam::results(req, &page)
                 };
                 for el in results {
-                    self.send_el(&el).await;
+                    self.send_answer(req, el).await;
                 }
             }
             Err(mam_store::StoreError::UnknownId(_)) => {
                 if let Some(e) = mam::unknown_id(req) {
-                    self.send_el(&e).await;
+                    self.send_answer(req, e).await;
                 }
             }
             Err(e) => {
@@ -707,10 +709,19 @@ impl Task {
                     &req.iq,
                     error(ErrorType::Wait, DefinedCondition::InternalServerError, ""),
                 ) {
-                    self.send_el(&reply).await;
+                    self.send_answer(req, reply).await;
                 }
             }
         }
+    }
+
+    /// What answers an archive query goes to the requester, or where the room said (a DMUC
+    /// mirror's address for a user behind it).
+    async fn send_answer(&self, req: &mam::MamRequest, mut el: Element) {
+        if let Some(to) = &req.deliver_to {
+            mix_service::xml::set_attr(&mut el, "to", to);
+        }
+        self.send_el(&el).await;
     }
 }
 

@@ -449,6 +449,7 @@ impl MirrorService {
                     let mut d = st.clone();
                     set_attr(&mut d, "from", &shown_from);
                     set_attr(&mut d, "to", full);
+                    localize(&mut d, master, &local_room);
                     if !room.non_anonymous
                         && room.roles.get(nick).map(String::as_str) != Some("moderator")
                     {
@@ -554,6 +555,7 @@ impl MirrorService {
                 let mut d = st.clone();
                 set_attr(&mut d, "from", &shown_from);
                 set_attr(&mut d, "to", &user);
+                localize(&mut d, master, &local_room);
                 if st.name() == "message" && room.waiting.contains(&user) {
                     // After its history and subject (XEP-0045 §7.2.2), when they come.
                     room.held.entry(user).or_default().push(d);
@@ -1000,6 +1002,9 @@ fn copied(
     now_us: i64,
 ) -> Option<(Option<i64>, Element)> {
     let mut m = filtered(st, |c| !c.is("delay", "urn:xmpp:delay"));
+    if let Some(master) = st.attr("from").and_then(|f| f.parse::<Jid>().ok()) {
+        localize(&mut m, &master.to_bare().to_string(), local_room);
+    }
     remove_attr(&mut m, "to");
     set_attr(&mut m, "from", shown_from);
     if !st.has_child("body", NS_STANZA) {
@@ -1017,6 +1022,39 @@ fn copied(
         &[("from", local_room), ("stamp", &stamp)],
     ));
     Some((Some(ts), m))
+}
+
+/// A message for a local user, as from the room's address on the mirror: the room's
+/// `<stanza-id by/>` (XEP-0359: a client trusts only ids by the room it is in), and the
+/// archived message of an archive result (XEP-0313).
+fn localize(d: &mut Element, master: &str, local_room: &str) {
+    if d.name() != "message" {
+        return;
+    }
+    for sid in d
+        .children_mut()
+        .filter(|c| c.name() == "stanza-id" && c.attr("by") == Some(master))
+    {
+        set_attr(sid, "by", local_room);
+    }
+    let Some(m) = d
+        .get_child_mut("result", "urn:xmpp:mam:2")
+        .and_then(|r| r.get_child_mut("forwarded", "urn:xmpp:forward:0"))
+        .and_then(|f| f.children_mut().find(|c| c.name() == "message"))
+    else {
+        return;
+    };
+    let shown = m
+        .attr("from")
+        .and_then(|f| f.parse::<Jid>().ok())
+        .filter(|f| f.to_bare().to_string() == master)
+        .map(|f| match f.resource() {
+            Some(n) => format!("{local_room}/{n}"),
+            None => local_room.to_owned(),
+        });
+    if let Some(shown) = shown {
+        set_attr(m, "from", &shown);
+    }
 }
 
 /// What tells one archived message from another: the room's `<stanza-id/>`.

@@ -326,6 +326,12 @@ impl Room {
             }
         }
         r.history = history;
+        // An archive query's answer (XEP-0313) goes back through the mirror too.
+        if let Some(req) = &mut r.outcome.query
+            && let Some(esc) = req.iq.attr("from").and_then(|f| self.dmuc.escaped(f))
+        {
+            req.deliver_to = Some(esc);
+        }
         self.dmuc_forget_gone();
         r
     }

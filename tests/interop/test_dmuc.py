@@ -454,3 +454,41 @@ def test_bad_input_to_the_mirror_through_a_real_server(dmuc):
     assert got["history from a user"] == ("cancel", "service-unavailable"), got
     assert got["message before entering"] == ("modify", "not-acceptable"), got
     print(got)
+
+
+def test_the_archive_of_a_master_room_through_the_mirror(dmuc):
+    """A user behind the mirror queries the room's archive (XEP-0313) at the room's address on
+    the mirror: the answer comes back through the mirror, from that address, with every
+    message once, shown from that address too, and the room's stanza-ids by that address."""
+    from test_mix_misc import NS_MAM, mam, raw_iq  # noqa: F401
+    p, master, mirror = dmuc
+    room_a = "archive@conference.alpha.test"
+    room_b = "archive\\40conference.alpha.test@" + MIRROR
+
+    async def body(clients):
+        alice = await login(p.a, "alice", "archive")
+        carol = await login(p.b, "carol", "archive")
+        clients += [alice, carol]
+        await enter(alice, room_a, "alice")
+        await alice.muc.set_room_config(JID(room_a), Form(), timeout=WAIT)
+        said = [new_body("archived") for _ in range(3)]
+        for b in said:
+            alice.send_message(mto=JID(room_a), mbody=b, mtype="groupchat")
+        await wait_until(lambda: set(said) <= set(groupchat_bodies(alice, room_a)), WAIT,
+                         "alice's messages back at alice", clients)
+        await enter(carol, room_b, "carol")
+        live = new_body("live")
+        alice.send_message(mto=JID(room_a), mbody=live, mtype="groupchat")
+        await wait_until(lambda: live in groupchat_bodies(carol, room_b), WAIT, "live at carol", clients)
+        live_sid = next(s for s in carol.inbox if s.name == "message" and s["body"] == live) \
+            .xml.find("{urn:xmpp:sid:0}stanza-id")
+        archive = await mam(carol, room_b)
+        return said + [live], archive, live_sid
+
+    said, archive, live_sid = scenario(body)
+    bodies = [m.findtext("{jabber:client}body") for m in archive.values()]
+    assert bodies == said, bodies
+    assert all(m.get("from") == f"{room_b}/alice" for m in archive.values())
+    assert live_sid is not None and live_sid.get("by") == room_b
+    # The live message's stanza-id is its archive id: a client resumes from it.
+    assert live_sid.get("id") == list(archive)[-1]

@@ -48,6 +48,9 @@ pub struct MamRequest {
     /// The channel hides JIDs now: results carry no real JID, whatever was stored before the
     /// channel switched (XEP-0404 §4.3, decided at query time).
     pub hide_jids: bool,
+    /// Where the answer goes when not to the requester itself: a DMUC mirror's address for a
+    /// user behind it (set by the MUC face).
+    pub deliver_to: Option<String>,
 }
 
 fn bad(text: &str) -> StanzaError {
@@ -232,6 +235,7 @@ impl Channel {
                     },
                     flip: false,
                     hide_jids: self.is_hidden(),
+                    deliver_to: None,
                 }),
                 ..Outcome::default()
             },
@@ -253,6 +257,7 @@ impl Channel {
                     query,
                     flip,
                     hide_jids: self.is_hidden(),
+                    deliver_to: None,
                 }),
                 ..Outcome::default()
             },
