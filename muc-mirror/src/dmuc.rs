@@ -309,6 +309,19 @@ impl Room {
             sends.push(Send::One(self.dmuc_config(m)));
             sends.push(Send::One(self.dmuc_roster(m)));
         }
+        // The configuration changed (XEP-0045 §10.2.1: status 104 to the occupants): mirrors
+        // that have the room get it again before the notice, for they decide on it whom to
+        // show real JIDs.
+        let reconfigured = out.sends.iter().any(|s| match s {
+            Send::One(e) => has_status(e, "104"),
+            Send::Fanout { stanza, .. } | Send::Shared { stanza, .. } => has_status(stanza, "104"),
+        });
+        if reconfigured {
+            let mirrors: BTreeSet<&String> = self.dmuc.sessions.values().collect();
+            for m in mirrors.into_iter().filter(|m| !new_mirrors.contains(m)) {
+                sends.push(Send::One(self.dmuc_config(m)));
+            }
+        }
         // (mirror, stanza without real JIDs) → index in `sends` of the copy already sent.
         let mut sent: BTreeMap<(String, String), usize> = BTreeMap::new();
         // A mirror that has the room already shows a new user of its own the occupants (and
@@ -582,6 +595,13 @@ impl Room {
         }
         out
     }
+}
+
+fn has_status(el: &Element, code: &str) -> bool {
+    el.get_child("x", NS_MUC_USER).is_some_and(|x| {
+        x.children()
+            .any(|c| c.is("status", NS_MUC_USER) && c.attr("code") == Some(code))
+    })
 }
 
 /// Another occupant's presence (what a room shows a newcomer before its self-presence).

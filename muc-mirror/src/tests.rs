@@ -1644,3 +1644,35 @@ fn dmuc_master_pings_a_silent_mirror_and_loses_its_users_when_it_does_not_answer
     assert!(t.room.occupant("wayne@b.example").is_none());
     assert!(to_whom(&s, "mirror.b").is_empty());
 }
+
+#[test]
+fn dmuc_master_sends_mirrors_the_new_configuration_before_the_change_notice() {
+    use crate::dmuc::{NS_DMUC, NS_DMUC0};
+    let mut t = T::new();
+    t.configure(&[]);
+    t.room.dmuc.allowed = vec!["mirror.b".into()];
+    t.enter("owner@x/o", "owner");
+    let wayne = "wayne\\40b.example\\2fphone@mirror.b";
+    t.run(&format!(
+        "<presence xmlns='{NS}' from='{wayne}' to='{ROOM}/wayne'><dmuc xmlns='{NS_DMUC}' from='mirror.b'/></presence>"
+    ));
+    let out = t.configure(&[("muc#roomconfig_whois", "moderators")]);
+    let s = sent(&out.outcome);
+    let to_mirror = to_whom(&s, "mirror.b");
+    assert_eq!(to_mirror.len(), 2, "{s:?}");
+    let config = to_mirror[0]
+        .get_child("config", NS_DMUC0)
+        .expect("the configuration first");
+    assert!(to_string(config).contains("<value>moderators</value>"));
+    assert!(codes(to_mirror[1]).contains(&"104".to_owned()));
+    // A change nobody behind a mirror sees sends nothing more.
+    let out = t.run(&format!(
+        "<message xmlns='{NS}' type='groupchat' from='owner@x/o' to='{ROOM}'><body>hi</body></message>"
+    ));
+    let s = sent(&out.outcome);
+    assert!(
+        to_whom(&s, "mirror.b")
+            .iter()
+            .all(|e| e.get_child("config", NS_DMUC0).is_none())
+    );
+}
