@@ -87,6 +87,9 @@ struct MirrorRoom {
     /// The answer replaces a copy that missed what was said while the link was down: the
     /// remote occupants' messages in it that the copy lacked go to the local occupants.
     refill: bool,
+    /// Messages (their stanza-ids) delivered live while the answer was on its way: it has
+    /// them too, and they are not delivered again.
+    live_meanwhile: BTreeSet<String>,
     /// Local users who entered before the copy was there: their history and subject (and
     /// what the master sent them meanwhile, `held`) wait for the answer.
     waiting: BTreeSet<String>,
@@ -433,9 +436,13 @@ impl MirrorService {
                     }
                 }
                 let message = st.name() == "message";
-                if message && st.attr("type") == Some("groupchat") && room.asked.is_none() {
-                    let now = self.now_us;
-                    room.keep(st, &shown_from, &local_room, now);
+                if message && st.attr("type") == Some("groupchat") {
+                    if room.asked.is_none() {
+                        let now = self.now_us;
+                        room.keep(st, &shown_from, &local_room, now);
+                    } else if let Some(k) = key(st) {
+                        room.live_meanwhile.insert(k);
+                    }
                 }
                 for (full, nick) in &room.local {
                     if st.name() == "presence" && from_nick.as_deref() == Some(nick.as_str()) {
@@ -679,8 +686,9 @@ impl MirrorRoom {
         self.asked = None;
         let mut out = Vec::new();
         if st.attr("type") == Some("result") {
-            let before: BTreeSet<String> =
+            let mut before: BTreeSet<String> =
                 self.history.iter().filter_map(|(_, m)| key(m)).collect();
+            before.append(&mut self.live_meanwhile);
             self.history.clear();
             let items = st
                 .get_child("history", NS_MUC)
@@ -723,6 +731,7 @@ impl MirrorRoom {
             }
         }
         // (An error leaves the copy as it is: those waiting get what there is.)
+        self.live_meanwhile.clear();
         self.seeded = true;
         self.refill = false;
         for user in std::mem::take(&mut self.waiting) {
@@ -1413,16 +1422,23 @@ mod tests {
             "<message xmlns='{NS}' type='groupchat' id='q1' from='{MASTER}/wayne' to='mirror.b'><body>still here?</body></message>"
         ));
         assert!(m.handle(&echo).is_empty());
+        // Live again before the answer comes: delivered now (and in the answer too).
+        let out = m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='groupchat' id='n0' from='{MASTER}/scott' to='mirror.b'><body>between</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='{MASTER}' id='s4'/></message>"
+        )));
+        assert_eq!(to_of(&out), [KEITH, WAYNE]);
         // What scott said while the link was down comes with the history, once, to both;
         // what they had already (and what they said themselves) does not come again.
         let out = answer(
             &mut m,
             &back,
             &format!(
-                "{}{}{}",
+                "{}{}{}{}",
                 archived("scott", "s1", "before", "2026-11-22T01:00:00Z"),
                 archived("scott", "s2", "missed", "2026-11-22T01:01:00Z"),
                 archived("wayne", "s3", "still here?", "2026-11-22T01:02:00Z"),
+                archived("scott", "s4", "between", "2026-11-22T01:03:00Z"),
             ),
         );
         assert_eq!(bodies(&out, WAYNE), ["missed"]);
