@@ -117,8 +117,10 @@ struct MirrorRoom {
     unacked: VecDeque<(String, String, Element)>,
     /// The keepalive ping waiting for its answer: (id, when it went, ms).
     ping: Option<(String, u64)>,
-    /// When the last keepalive went (ms).
+    /// When the last keepalive went, or the master was last heard from at a tick (ms).
     last_ping_ms: u64,
+    /// The master was heard from since the last tick: no keepalive needed yet.
+    heard: bool,
     pings: u64,
 }
 
@@ -402,6 +404,7 @@ impl MirrorService {
         }
         // The link is there: something came through it.
         room.ping = None;
+        room.heard = true;
         if room.down {
             out.extend(room.link_back(master, &domain));
         }
@@ -594,6 +597,9 @@ impl MirrorService {
             };
             if room.local.is_empty() && room.joining.is_empty() {
                 continue;
+            }
+            if std::mem::take(&mut room.heard) && !room.down {
+                room.last_ping_ms = now_ms;
             }
             if let Some((_, sent)) = &room.ping {
                 if now_ms.saturating_sub(*sent) < PING_TIMEOUT_MS {
@@ -1357,11 +1363,15 @@ mod tests {
             "<message xmlns='{NS}' type='groupchat' id='b1' from='{WAYNE}' to='{LROOM}'><body>anyone?</body></message>"
         )));
         assert_eq!(to_of(&out), [MASTER]);
-        assert!(m.tick(1_000).is_empty(), "quiet for less than the interval");
-        let ping = m.tick(PING_INTERVAL_MS);
+        assert!(m.tick(1_000).is_empty(), "heard from just now");
+        assert!(
+            m.tick(PING_INTERVAL_MS).is_empty(),
+            "quiet for less than the interval"
+        );
+        let ping = m.tick(1_000 + PING_INTERVAL_MS);
         assert_eq!(to_of(&ping), [MASTER]);
         assert!(ping[0].has_child("ping", "urn:xmpp:ping"));
-        let out = m.tick(PING_INTERVAL_MS + PING_TIMEOUT_MS);
+        let out = m.tick(1_000 + PING_INTERVAL_MS + PING_TIMEOUT_MS);
         // Scott leaves for both; what wayne said (unacknowledged, maybe lost with the link)
         // reaches keith and wayne now, the master later; a ping goes again at once.
         let kinds: Vec<_> = out

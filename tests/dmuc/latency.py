@@ -16,6 +16,7 @@ and how many arrived.
 import argparse
 import asyncio
 import collections
+import gc
 import pathlib
 import socket
 import sys
@@ -58,9 +59,16 @@ class ShapedRelay:
                 return
             try:
                 u = socket.create_connection((self.target, self.port), timeout=5)
+                # The timeout is for connecting only: a link that is quiet for a while is not a
+                # dead one (with it, every connection broke after 5 s without traffic one way).
+                u.settimeout(None)
             except OSError:
                 c.close()
                 continue
+            # A relay forwards at once: no Nagle on its writes (the servers' own sockets decide
+            # for the servers).
+            for sock in (c, u):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._shaped, args=(c, u), daemon=True).start()
             threading.Thread(target=self._plain, args=(u, c), daemon=True).start()
 
@@ -159,8 +167,26 @@ async def scene(pair, k, r, rate, seconds, dmuc):
 
         for idx, c in enumerate(remote):
             c.add_event_handler("groupchat_message", note(idx))
+        # The other occupants of A, for comparison (the same room, no s2s on the way).
+        at_a = collections.defaultdict(dict)
+
+        def note_a(idx):
+            def handler(msg):
+                body = msg["body"] or ""
+                if body.startswith("lat-") and msg.xml.find("{urn:xmpp:delay}delay") is None:
+                    at_a[body].setdefault(idx, time.time())
+            return handler
+
+        for idx, c in enumerate(local[1:]):
+            c.add_event_handler("groupchat_message", note_a(idx))
         sent = {}
         n = int(rate * seconds)
+        # The relays and the clients live in this process: a pause of Python's cyclic garbage
+        # collector (~100 ms with 25 clients' objects, every ~26 messages) would hold every
+        # copy in flight and show up as link latency. Collected now, then not during the run.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         t0 = time.time()
         for i in range(n):
             body = f"lat-{i:05d}"
@@ -171,10 +197,18 @@ async def scene(pair, k, r, rate, seconds, dmuc):
         end = time.time() + WAIT
         while time.time() < end and sum(len(v) for v in arrivals.values()) < n * r:
             await asyncio.sleep(0.2)
+        gc.enable()
         lat = sorted(t - sent[b] for b, per in arrivals.items() for t in per.values())
         first = max((t - sent[b] for b, per in arrivals.items() if b == "lat-00000"
                      for t in per.values()), default=float("nan"))
-        return n, lat, sum(len(v) for v in arrivals.values()), first
+        # Per message: the first and the last of its copies at B (is a slow delivery one
+        # message late for everyone, or one occupant late?).
+        spans = sorted(((min(per.values()) - sent[b], max(per.values()) - sent[b], b)
+                        for b, per in arrivals.items()), key=lambda x: -x[1])
+        lat_a = sorted(t - sent[b] for b, per in at_a.items() for t in per.values())
+        slow_a = sorted(((max(per.values()) - sent[b], b) for b, per in at_a.items()),
+                        key=lambda x: -x[0])[:3]
+        return n, lat, sum(len(v) for v in arrivals.values()), first, spans[:3], (lat_a, slow_a)
     finally:
         await logout(clients)
 
@@ -192,18 +226,22 @@ def main():
     ap.add_argument("--kbit", type=float, default=256.0, help="link rate per direction")
     ap.add_argument("--delay-ms", type=float, default=100.0, help="one-way delay")
     ap.add_argument("--dmuc", action="store_true")
+    ap.add_argument("--direct", action="store_true",
+                    help="no relays: the servers reach each other directly (no shaping)")
     args = ap.parse_args()
     a_addr, b_addr = pick_addresses()
     prefix = a_addr.rsplit(".", 1)[0]
     a_reach, b_reach = f"{prefix}.4", f"{prefix}.5"
     pair = Pair(users=(), a_users=[f"local{i}" for i in range(1, args.local + 1)],
                 b_users=[f"remote{i}" for i in range(1, args.remote + 1)], addrs=(a_addr, b_addr))
-    pair.env.update(A_REACH=a_reach, B_REACH=b_reach)
+    if not args.direct:
+        pair.env.update(A_REACH=a_reach, B_REACH=b_reach)
     if args.dmuc:
         pair.env["B_EXTRA"] = "conference.beta.test"
     bps = args.kbit * 1000 / 8
-    relays = [ShapedRelay(a_reach, a_addr, PORTS[1], bps, args.delay_ms / 1000),
-              ShapedRelay(b_reach, b_addr, PORTS[1], bps, args.delay_ms / 1000)]
+    relays = [] if args.direct else [
+        ShapedRelay(a_reach, a_addr, PORTS[1], bps, args.delay_ms / 1000),
+        ShapedRelay(b_reach, b_addr, PORTS[1], bps, args.delay_ms / 1000)]
     mixds = []
     pair.start()
     try:
@@ -217,7 +255,7 @@ def main():
             m.wait_healthy()
         loop = asyncio.new_event_loop()
         try:
-            n, lat, got, first = loop.run_until_complete(
+            n, lat, got, first, slowest, (lat_a, slow_a) = loop.run_until_complete(
                 scene(pair, args.local, args.remote, args.rate, args.seconds, args.dmuc))
         finally:
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -237,6 +275,13 @@ def main():
     print(f"delivered to B: {got} of {n * args.remote}; latency p50 {pct(lat, 0.5) * 1000:.0f} ms, "
           f"p99 {pct(lat, 0.99) * 1000:.0f} ms, max {(lat[-1] if lat else float('nan')) * 1000:.0f} ms; "
           f"the first message's last copy {first * 1000:.0f} ms")
+    if lat_a:
+        print(f"to the other {args.local - 1} occupants of A: p50 {pct(lat_a, 0.5) * 1000:.0f} ms, "
+              f"p99 {pct(lat_a, 0.99) * 1000:.0f} ms, max {lat_a[-1] * 1000:.0f} ms; slowest: "
+              + ", ".join(f"{b} {t * 1000:.0f} ms" for t, b in slow_a))
+    for lo, hi, body in slowest:
+        print(f"  slow: {body} (sent at +{int(body[4:]) / args.rate:.1f} s): first copy {lo * 1000:.0f} ms, "
+              f"last {hi * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

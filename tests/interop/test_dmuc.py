@@ -70,6 +70,9 @@ class Relay:
                 return
             try:
                 u = socket.create_connection((self.target, self.port), timeout=5)
+                # The timeout is for connecting only: a link that is quiet for a while is not a
+                # dead one (with it, every connection broke after 5 s without traffic one way).
+                u.settimeout(None)
             except OSError:
                 c.close()
                 continue
