@@ -617,7 +617,7 @@ impl Task {
         let join = match &first {
             // Rooms are made on the master, never through a DMUC mirror (seed 003:
             // administration happens on the master only).
-            ChannelMsg::Stanza(st) if st.has_child("dmuc", muc_mirror::dmuc::NS_DMUC) => None,
+            ChannelMsg::Stanza(st) if muc_mirror::dmuc::dmuc_tag(st).is_some() => None,
             ChannelMsg::Stanza(st) => muc_mirror::room::is_entering(st, &self.muc_domain),
             _ => None,
         };

@@ -34,6 +34,16 @@ pub const NS_DMUC: &str = "http://tridsys.com/protocol/dmuc";
 /// Configuration, roster and history between master and mirror.
 pub const NS_DMUC0: &str = "urn:xmpp:dmuc:0";
 
+/// The join tag of a stanza: `<dmuc/>` in the seed's join namespace, or in the one of its
+/// other payloads (the draft uses two; mixd sends the first).
+pub fn dmuc_tag(st: &Element) -> Option<&Element> {
+    st.children().find(|c| is_dmuc_tag(c))
+}
+
+pub fn is_dmuc_tag(c: &Element) -> bool {
+    c.name() == "dmuc" && (c.ns() == NS_DMUC || c.ns() == NS_DMUC0)
+}
+
 /// XEP-0106 §4: the characters a JID node cannot hold, and their escapes.
 const ESCAPES: [(char, &str); 10] = [
     ('\\', "\\5c"),
@@ -159,7 +169,7 @@ impl Room {
             return Inbound::Plain;
         };
         let domain = from.domain().to_string();
-        let tagged = st.get_child("dmuc", NS_DMUC);
+        let tagged = dmuc_tag(st);
         let allowed = self.dmuc.allowed.contains(&domain);
         if !allowed {
             if tagged.is_some() {
@@ -288,7 +298,7 @@ impl Room {
             }
             self.dmuc.recent.push_back(key);
         }
-        let mut t = filtered(st, |c| !c.is("dmuc", NS_DMUC));
+        let mut t = filtered(st, |c| !is_dmuc_tag(c));
         set_attr(&mut t, "from", &real);
         // The seed's join example carries only the dmuc tag: it is an entry all the same.
         if tagged.is_some() && !t.has_child("x", crate::room::NS_MUC) {

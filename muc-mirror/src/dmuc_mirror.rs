@@ -33,7 +33,7 @@ use mix_service::stanza::{NS_STANZA, error, error_reply};
 use mix_service::xml::*;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use crate::dmuc::{NS_DMUC, NS_DMUC0, escape_node, is_link_failure, unescape_node};
+use crate::dmuc::{NS_DMUC, NS_DMUC0, escape_node, is_dmuc_tag, is_link_failure, unescape_node};
 use crate::room::{DEFAULT_HISTORY, MAX_HISTORY, NS_MUC, NS_MUC_USER, history_limits};
 
 /// Local messages kept for the master while its link is down, per room.
@@ -284,7 +284,7 @@ impl MirrorService {
                     }
                     return e;
                 }
-                let mut p = filtered(st, |c| !c.is("dmuc", NS_DMUC));
+                let mut p = filtered(st, |c| !is_dmuc_tag(c));
                 set_attr(&mut p, "from", &escaped);
                 set_attr(&mut p, "to", &format!("{master}/{nick}"));
                 if unavailable {

@@ -1676,3 +1676,22 @@ fn dmuc_master_sends_mirrors_the_new_configuration_before_the_change_notice() {
             .all(|e| e.get_child("config", NS_DMUC0).is_none())
     );
 }
+
+#[test]
+fn dmuc_master_takes_the_join_tag_in_either_namespace_of_the_seed() {
+    use crate::dmuc::NS_DMUC0;
+    let mut t = T::new();
+    t.configure(&[]);
+    t.room.dmuc.allowed = vec!["mirror.b".into()];
+    t.enter("owner@x/o", "owner");
+    let out = t.run(&format!(
+        "<presence xmlns='{NS}' from='bruce\\40b.example\\2fb@mirror.b' to='{ROOM}/bruce'><dmuc xmlns='{NS_DMUC0}' from='mirror.b'/></presence>"
+    ));
+    assert!(t.room.occupant("bruce@b.example").is_some());
+    let s = sent(&out.outcome);
+    assert!(
+        to_whom(&s, "bruce\\40b.example\\2fb@mirror.b")
+            .iter()
+            .any(|p| codes(p).contains(&"110".to_owned()))
+    );
+}
