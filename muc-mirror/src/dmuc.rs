@@ -310,7 +310,9 @@ impl Room {
     /// After the room answered: what goes to users behind a mirror goes through it, and a
     /// broadcast crosses to each mirror once.
     pub(crate) fn dmuc_outbound(&mut self, out: &mut Outcome, new_mirrors: &[String]) {
-        if !self.dmuc.has_mirrors() && new_mirrors.is_empty() {
+        // (Someone asking from behind a mirror, e.g. a self-ping after its mirror lost the
+        // room, is answered through it too.)
+        if !self.dmuc.has_mirrors() && self.dmuc.asking.is_empty() && new_mirrors.is_empty() {
             return;
         }
         let mut sends = Vec::with_capacity(out.sends.len() + 2 * new_mirrors.len());

@@ -1695,3 +1695,18 @@ fn dmuc_master_takes_the_join_tag_in_either_namespace_of_the_seed() {
             .any(|p| codes(p).contains(&"110".to_owned()))
     );
 }
+
+#[test]
+fn dmuc_self_ping_from_behind_a_mirror_when_not_in_the_room_is_not_acceptable() {
+    let mut t = T::new();
+    t.configure(&[]);
+    t.room.dmuc.allowed = vec!["mirror.b".into()];
+    t.enter("owner@x/o", "owner");
+    let out = t.run(&format!(
+        "<iq xmlns='{NS}' type='get' id='sp' from='carol\\40b.example\\2fc@mirror.b' to='{ROOM}/carol'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    let s = sent(&out.outcome);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].1, ["carol\\40b.example\\2fc@mirror.b"]);
+    assert_eq!(condition(&out), "not-acceptable");
+}

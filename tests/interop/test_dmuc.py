@@ -495,3 +495,65 @@ def test_the_archive_of_a_master_room_through_the_mirror(dmuc):
     assert live_sid is not None and live_sid.get("by") == room_b
     # The live message's stanza-id is its archive id: a client resumes from it.
     assert live_sid.get("id") == list(archive)[-1]
+
+
+def test_users_enter_again_after_the_mirror_restarts(dmuc):
+    """The mirror keeps its rooms in memory: after a restart it knows none. The master's next
+    broadcast bounces off it, and the master removes its users (333). A user behind it learns
+    it with a XEP-0410 self-ping, enters again, and takes part as before. (Last in this module:
+    it replaces the fixture's mirror.)"""
+    p, master, mirror = dmuc
+    room_a = "restart@conference.alpha.test"
+    room_b = "restart\\40conference.alpha.test@" + MIRROR
+    from test_mix_misc import raw_iq
+
+    def last_presence(c, room, nick):
+        ps = [s for s in c.inbox if s.name == "presence" and s["from"] == JID(f"{room}/{nick}")]
+        return ps[-1] if ps else None
+
+    async def body(clients):
+        alice = await login(p.a, "alice", "restart")
+        carol = await login(p.b, "carol", "restart")
+        clients += [alice, carol]
+        await enter(alice, room_a, "alice")
+        await alice.muc.set_room_config(JID(room_a), Form(), timeout=WAIT)
+        await enter(carol, room_b, "carol")
+        mirror.stop()
+        again = MixdOn(p.b, muc="conference.beta.test",
+                       extra_env={"MIXD_DMUC_MIRROR_DOMAIN": MIRROR})
+        clients.append(again)  # stopped below
+        again.wait_healthy()
+        await asyncio.sleep(1)  # the component link is up before the broadcast comes
+        alice.send_message(mto=JID(room_a), mbody=new_body("after-restart"), mtype="groupchat")
+
+        def carol_gone():
+            pr = last_presence(alice, room_a, "carol")
+            return pr is not None and pr["type"] == "unavailable" and 333 in pr["muc"]["status_codes"]
+
+        await wait_until(carol_gone, WAIT, "carol gone for alice (333)", clients[:2])
+        # XEP-0410: the self-ping tells carol she is no longer in.
+        try:
+            await raw_iq(carol, f"{room_b}/carol", "<ping xmlns='urn:xmpp:ping'/>", "get")
+            ping = ("result", None)
+        except Exception as e:  # noqa: BLE001
+            iq = getattr(e, "iq", None)
+            ping = (iq["error"]["type"], iq["error"]["condition"]) if iq is not None else (type(e).__name__, None)
+        await enter(carol, room_b, "carol")
+        back = new_body("back")
+        alice.send_message(mto=JID(room_a), mbody=back, mtype="groupchat")
+        await wait_until(lambda: back in groupchat_bodies(carol, room_b), WAIT, "alice's message at carol",
+                         clients[:2])
+        return ping
+
+    async def go():
+        clients = []
+        try:
+            return await body(clients)
+        finally:
+            for c in clients:
+                if isinstance(c, MixdOn):
+                    c.stop()
+            await logout([c for c in clients if not isinstance(c, MixdOn)])
+
+    ping = run(go())
+    assert ping == ("cancel", "not-acceptable"), ping
