@@ -47,6 +47,23 @@ impl T {
         T { room: room(), n: 0 }
     }
 
+    /// A configured room whose owner is in, that accepts the DMUC mirror `mirror.b`.
+    fn mirrored() -> T {
+        let mut t = T::new();
+        t.configure(&[]);
+        t.room.dmuc.allowed = vec!["mirror.b".into()];
+        t.enter("owner@x/o", "owner");
+        t
+    }
+
+    /// A user behind `mirror.b` enters, from its escaped address, with the seed's join tag.
+    fn join_via_mirror(&mut self, escaped: &str, nick: &str) -> RoomOutcome {
+        let ns = crate::dmuc::NS_DMUC;
+        self.run(&format!(
+            "<presence xmlns='{NS}' from='{escaped}' to='{ROOM}/{nick}'><dmuc xmlns='{ns}' from='mirror.b'/></presence>"
+        ))
+    }
+
     fn run(&mut self, xml: &str) -> RoomOutcome {
         let now_us = 2_000_000 + self.n as i64 + 1000;
         self.run_at(xml, now_us)
@@ -1438,10 +1455,7 @@ fn role_lists_name_occupants_by_nick_and_full_jid_for_moderators_only() {
 #[test]
 fn dmuc_master_sends_users_behind_a_mirror_through_it_and_broadcasts_once_per_mirror() {
     use crate::dmuc::{NS_DMUC, NS_DMUC0};
-    let mut t = T::new();
-    t.configure(&[]);
-    t.room.dmuc.allowed = vec!["mirror.b".into()];
-    t.enter("owner@x/o", "owner");
+    let mut t = T::mirrored();
     let wayne = "wayne\\40b.example\\2fphone@mirror.b";
     let keith = "keith\\40b.example\\2fpc@mirror.b";
     let join = |t: &mut T, from: &str, nick: &str| {
@@ -1566,15 +1580,9 @@ fn dmuc_master_sends_users_behind_a_mirror_through_it_and_broadcasts_once_per_mi
 
 #[test]
 fn dmuc_master_takes_a_message_sent_again_after_a_lost_link_once() {
-    use crate::dmuc::NS_DMUC;
-    let mut t = T::new();
-    t.configure(&[]);
-    t.room.dmuc.allowed = vec!["mirror.b".into()];
-    t.enter("owner@x/o", "owner");
+    let mut t = T::mirrored();
     let wayne = "wayne\\40b.example\\2fphone@mirror.b";
-    t.run(&format!(
-        "<presence xmlns='{NS}' from='{wayne}' to='{ROOM}/wayne'><dmuc xmlns='{NS_DMUC}' from='mirror.b'/></presence>"
-    ));
+    t.join_via_mirror(wayne, "wayne");
     let say = format!(
         "<message xmlns='{NS}' type='groupchat' id='w1' from='{wayne}' to='{ROOM}'><body>hi</body></message>"
     );
@@ -1592,15 +1600,10 @@ fn dmuc_master_takes_a_message_sent_again_after_a_lost_link_once() {
 
 #[test]
 fn dmuc_master_pings_a_silent_mirror_and_loses_its_users_when_it_does_not_answer() {
-    use crate::dmuc::{NS_DMUC, PING_INTERVAL_US, PING_TIMEOUT_US};
-    let mut t = T::new();
-    t.configure(&[]);
-    t.room.dmuc.allowed = vec!["mirror.b".into()];
-    t.enter("owner@x/o", "owner");
+    use crate::dmuc::{PING_INTERVAL_US, PING_TIMEOUT_US};
+    let mut t = T::mirrored();
     let wayne = "wayne\\40b.example\\2fphone@mirror.b";
-    t.run(&format!(
-        "<presence xmlns='{NS}' from='{wayne}' to='{ROOM}/wayne'><dmuc xmlns='{NS_DMUC}' from='mirror.b'/></presence>"
-    ));
+    t.join_via_mirror(wayne, "wayne");
     let nicks = NickRegistry::default();
     let tick = |t: &mut T, now_us: i64| {
         let mut ids = Counter(7_000_000);
@@ -1647,15 +1650,10 @@ fn dmuc_master_pings_a_silent_mirror_and_loses_its_users_when_it_does_not_answer
 
 #[test]
 fn dmuc_master_sends_mirrors_the_new_configuration_before_the_change_notice() {
-    use crate::dmuc::{NS_DMUC, NS_DMUC0};
-    let mut t = T::new();
-    t.configure(&[]);
-    t.room.dmuc.allowed = vec!["mirror.b".into()];
-    t.enter("owner@x/o", "owner");
+    use crate::dmuc::NS_DMUC0;
+    let mut t = T::mirrored();
     let wayne = "wayne\\40b.example\\2fphone@mirror.b";
-    t.run(&format!(
-        "<presence xmlns='{NS}' from='{wayne}' to='{ROOM}/wayne'><dmuc xmlns='{NS_DMUC}' from='mirror.b'/></presence>"
-    ));
+    t.join_via_mirror(wayne, "wayne");
     let out = t.configure(&[("muc#roomconfig_whois", "moderators")]);
     let s = sent(&out.outcome);
     let to_mirror = to_whom(&s, "mirror.b");
@@ -1680,10 +1678,7 @@ fn dmuc_master_sends_mirrors_the_new_configuration_before_the_change_notice() {
 #[test]
 fn dmuc_master_takes_the_join_tag_in_either_namespace_of_the_seed() {
     use crate::dmuc::NS_DMUC0;
-    let mut t = T::new();
-    t.configure(&[]);
-    t.room.dmuc.allowed = vec!["mirror.b".into()];
-    t.enter("owner@x/o", "owner");
+    let mut t = T::mirrored();
     let out = t.run(&format!(
         "<presence xmlns='{NS}' from='bruce\\40b.example\\2fb@mirror.b' to='{ROOM}/bruce'><dmuc xmlns='{NS_DMUC0}' from='mirror.b'/></presence>"
     ));
@@ -1698,10 +1693,7 @@ fn dmuc_master_takes_the_join_tag_in_either_namespace_of_the_seed() {
 
 #[test]
 fn dmuc_self_ping_from_behind_a_mirror_when_not_in_the_room_is_not_acceptable() {
-    let mut t = T::new();
-    t.configure(&[]);
-    t.room.dmuc.allowed = vec!["mirror.b".into()];
-    t.enter("owner@x/o", "owner");
+    let mut t = T::mirrored();
     let out = t.run(&format!(
         "<iq xmlns='{NS}' type='get' id='sp' from='carol\\40b.example\\2fc@mirror.b' to='{ROOM}/carol'><ping xmlns='urn:xmpp:ping'/></iq>"
     ));

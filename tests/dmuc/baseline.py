@@ -39,7 +39,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "interop"))
 sys.path.insert(0, str(HERE))
 
-from federation import MixdOn, Pair, login, logout, new_body  # noqa: E402
+from federation import MixdOn, Pair, login, logout, new_body, run_in_new_loop  # noqa: E402
 from s2s_capture import Capture  # noqa: E402
 from slixmpp import JID  # noqa: E402
 from slixmpp.plugins.xep_0004 import Form  # noqa: E402
@@ -277,18 +277,7 @@ def main():
         else:
             mixd = MixdOn(pair.a)
         mixd.wait_healthy()
-        loop = asyncio.new_event_loop()
-        try:
-            sc = loop.run_until_complete(scene(pair, capture, args.local, args.remote, args.messages,
-                                               args.dmuc))
-        finally:
-            # slixmpp leaves tasks behind after disconnecting: end them before closing the loop.
-            loop.run_until_complete(asyncio.sleep(0.2))
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for t in pending:
-                t.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
+        sc = run_in_new_loop(scene(pair, capture, args.local, args.remote, args.messages, args.dmuc))
     finally:
         tail = capture.stop()
         for m in (mixd, mirror):

@@ -26,7 +26,8 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "interop"))
 
-from federation import PORTS, MixdOn, Pair, login, logout, pick_addresses  # noqa: E402
+from federation import (PORTS, MixdOn, Pair, login, logout, pick_addresses,  # noqa: E402
+                        run_in_new_loop)
 from slixmpp import JID  # noqa: E402
 from slixmpp.plugins.xep_0004 import Form  # noqa: E402
 
@@ -157,28 +158,20 @@ async def scene(pair, k, r, rate, seconds, dmuc):
         for i, c in enumerate(remote, 1):
             await c.muc.join_muc_wait(remote_room, f"r{i}", timeout=WAIT)
         arrivals = collections.defaultdict(dict)  # body -> {client index: time}
-
-        def note(idx):
-            def handler(msg):
-                body = msg["body"] or ""
-                if body.startswith("lat-") and msg.xml.find("{urn:xmpp:delay}delay") is None:
-                    arrivals[body].setdefault(idx, time.time())
-            return handler
-
-        for idx, c in enumerate(remote):
-            c.add_event_handler("groupchat_message", note(idx))
         # The other occupants of A, for comparison (the same room, no s2s on the way).
         at_a = collections.defaultdict(dict)
 
-        def note_a(idx):
+        def note(into, idx):
             def handler(msg):
                 body = msg["body"] or ""
                 if body.startswith("lat-") and msg.xml.find("{urn:xmpp:delay}delay") is None:
-                    at_a[body].setdefault(idx, time.time())
+                    into[body].setdefault(idx, time.time())
             return handler
 
+        for idx, c in enumerate(remote):
+            c.add_event_handler("groupchat_message", note(arrivals, idx))
         for idx, c in enumerate(local[1:]):
-            c.add_event_handler("groupchat_message", note_a(idx))
+            c.add_event_handler("groupchat_message", note(at_a, idx))
         sent = {}
         n = int(rate * seconds)
         # The relays and the clients live in this process: a pause of Python's cyclic garbage
@@ -253,16 +246,8 @@ def main():
             mixds.append(MixdOn(pair.a))
         for m in mixds:
             m.wait_healthy()
-        loop = asyncio.new_event_loop()
-        try:
-            n, lat, got, first, slowest, (lat_a, slow_a) = loop.run_until_complete(
-                scene(pair, args.local, args.remote, args.rate, args.seconds, args.dmuc))
-        finally:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for t in pending:
-                t.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
+        n, lat, got, first, slowest, (lat_a, slow_a) = run_in_new_loop(
+            scene(pair, args.local, args.remote, args.rate, args.seconds, args.dmuc))
     finally:
         for m in mixds:
             m.stop()

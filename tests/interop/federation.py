@@ -164,3 +164,18 @@ def groupchat_bodies(c, room: str) -> list[str]:
 
 def new_body(tag: str = "m") -> str:
     return f"{tag}-{uuid.uuid4().hex[:12]}"
+
+
+def run_in_new_loop(coro):
+    """Runs coro to the end in an event loop of its own, then ends the tasks slixmpp leaves
+    behind after disconnecting and closes the loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.run_until_complete(asyncio.sleep(0.2))
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()

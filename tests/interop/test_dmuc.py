@@ -261,6 +261,40 @@ def test_users_behind_a_mirror_take_part_in_the_master_room(dmuc):
         nick_change, [str(e) for e in nick_errors])
 
 
+def rooms(name: str) -> tuple[str, str]:
+    """A master room's JID, and its address through the mirror."""
+    return f"{name}@conference.alpha.test", f"{name}\\40conference.alpha.test@{MIRROR}"
+
+
+async def alice_opens(p, clients, name: str):
+    """alice (on A) creates room `name` on the master and is in it; carol (on B) is logged in.
+    Returns alice, carol and the room's two addresses."""
+    room_a, room_b = rooms(name)
+    alice = await login(p.a, "alice", name)
+    carol = await login(p.b, "carol", name)
+    clients += [alice, carol]
+    await enter(alice, room_a, "alice")
+    await alice.muc.set_room_config(JID(room_a), Form(), timeout=WAIT)
+    return alice, carol, room_a, room_b
+
+
+def last_presence(c, room: str, nick: str):
+    """The last presence c received from room/nick, if any."""
+    ps = [s for s in c.inbox if s.name == "presence" and s["from"] == JID(f"{room}/{nick}")]
+    return ps[-1] if ps else None
+
+
+def available(c, room: str, nick: str) -> bool:
+    pr = last_presence(c, room, nick)
+    return pr is not None and pr["type"] != "unavailable"
+
+
+def gone_333(c, room: str, nick: str) -> bool:
+    """room/nick left, for c, because of a technical problem (XEP-0045 status 333)."""
+    pr = last_presence(c, room, nick)
+    return pr is not None and pr["type"] == "unavailable" and 333 in pr["muc"]["status_codes"]
+
+
 def all_bodies(c, room: str) -> list[str]:
     """Bodies of the groupchat messages c received from room, live or delayed."""
     return [s["body"] for s in c.inbox if s.name == "message" and s["type"] == "groupchat"
@@ -274,17 +308,6 @@ def test_a_lost_link_leaves_each_side_talking_and_nothing_is_lost_or_doubled(dmu
     once, in order."""
     p, master, mirror = dmuc
     room_a, room_b = "cut@conference.alpha.test", "cut\\40conference.alpha.test@" + MIRROR
-
-    def presences(c, room, nick):
-        return [s for s in c.inbox if s.name == "presence" and s["from"] == JID(f"{room}/{nick}")]
-
-    def available(c, room, nick):
-        ps = presences(c, room, nick)
-        return bool(ps) and ps[-1]["type"] != "unavailable"
-
-    def gone_333(c, room, nick):
-        ps = presences(c, room, nick)
-        return bool(ps) and ps[-1]["type"] == "unavailable" and 333 in ps[-1]["muc"]["status_codes"]
 
     async def body(clients):
         alice = await login(p.a, "alice", "cut")
@@ -367,26 +390,9 @@ def test_a_quiet_room_notices_a_lost_link_from_both_sides(dmuc):
     each side sees the other's occupants leave (333); when the link is back, everyone is
     there again."""
     p, master, mirror = dmuc
-    room_a, room_b = "quiet@conference.alpha.test", "quiet\\40conference.alpha.test@" + MIRROR
-
-    def last_presence(c, room, nick):
-        ps = [s for s in c.inbox if s.name == "presence" and s["from"] == JID(f"{room}/{nick}")]
-        return ps[-1] if ps else None
-
-    def gone_333(c, room, nick):
-        pr = last_presence(c, room, nick)
-        return pr is not None and pr["type"] == "unavailable" and 333 in pr["muc"]["status_codes"]
-
-    def available(c, room, nick):
-        pr = last_presence(c, room, nick)
-        return pr is not None and pr["type"] != "unavailable"
 
     async def body(clients):
-        alice = await login(p.a, "alice", "quiet")
-        carol = await login(p.b, "carol", "quiet")
-        clients += [alice, carol]
-        await enter(alice, room_a, "alice")
-        await alice.muc.set_room_config(JID(room_a), Form(), timeout=WAIT)
+        alice, carol, room_a, room_b = await alice_opens(p, clients, "quiet")
         await enter(carol, room_b, "carol")
         await wait_until(lambda: available(alice, room_a, "carol"), WAIT, "carol in", clients)
         for r in p.relays:
@@ -463,17 +469,12 @@ def test_the_archive_of_a_master_room_through_the_mirror(dmuc):
     """A user behind the mirror queries the room's archive (XEP-0313) at the room's address on
     the mirror: the answer comes back through the mirror, from that address, with every
     message once, shown from that address too, and the room's stanza-ids by that address."""
-    from test_mix_misc import NS_MAM, mam, raw_iq  # noqa: F401
+    from test_mix_misc import mam
     p, master, mirror = dmuc
-    room_a = "archive@conference.alpha.test"
-    room_b = "archive\\40conference.alpha.test@" + MIRROR
+    room_a, room_b = rooms("archive")
 
     async def body(clients):
-        alice = await login(p.a, "alice", "archive")
-        carol = await login(p.b, "carol", "archive")
-        clients += [alice, carol]
-        await enter(alice, room_a, "alice")
-        await alice.muc.set_room_config(JID(room_a), Form(), timeout=WAIT)
+        alice, carol, _, _ = await alice_opens(p, clients, "archive")
         said = [new_body("archived") for _ in range(3)]
         for b in said:
             alice.send_message(mto=JID(room_a), mbody=b, mtype="groupchat")
@@ -503,20 +504,11 @@ def test_users_enter_again_after_the_mirror_restarts(dmuc):
     it with a XEP-0410 self-ping, enters again, and takes part as before. (Last in this module:
     it replaces the fixture's mirror.)"""
     p, master, mirror = dmuc
-    room_a = "restart@conference.alpha.test"
-    room_b = "restart\\40conference.alpha.test@" + MIRROR
+    room_a, room_b = rooms("restart")
     from test_mix_misc import raw_iq
 
-    def last_presence(c, room, nick):
-        ps = [s for s in c.inbox if s.name == "presence" and s["from"] == JID(f"{room}/{nick}")]
-        return ps[-1] if ps else None
-
     async def body(clients):
-        alice = await login(p.a, "alice", "restart")
-        carol = await login(p.b, "carol", "restart")
-        clients += [alice, carol]
-        await enter(alice, room_a, "alice")
-        await alice.muc.set_room_config(JID(room_a), Form(), timeout=WAIT)
+        alice, carol, _, _ = await alice_opens(p, clients, "restart")
         await enter(carol, room_b, "carol")
         mirror.stop()
         again = MixdOn(p.b, muc="conference.beta.test",
@@ -526,11 +518,8 @@ def test_users_enter_again_after_the_mirror_restarts(dmuc):
         await asyncio.sleep(1)  # the component link is up before the broadcast comes
         alice.send_message(mto=JID(room_a), mbody=new_body("after-restart"), mtype="groupchat")
 
-        def carol_gone():
-            pr = last_presence(alice, room_a, "carol")
-            return pr is not None and pr["type"] == "unavailable" and 333 in pr["muc"]["status_codes"]
-
-        await wait_until(carol_gone, WAIT, "carol gone for alice (333)", clients[:2])
+        await wait_until(lambda: gone_333(alice, room_a, "carol"), WAIT, "carol gone for alice (333)",
+                         clients[:2])
         # XEP-0410: the self-ping tells carol she is no longer in.
         try:
             await raw_iq(carol, f"{room_b}/carol", "<ping xmlns='urn:xmpp:ping'/>", "get")

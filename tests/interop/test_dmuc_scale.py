@@ -16,7 +16,6 @@ bytes and stanzas that crossed. What a user (and an operator paying for the link
   without the mirror it grows with K + R;
 - a remote leave costs a constant few stanzas; without the mirror it grows with R.
 """
-import asyncio
 import os
 import pathlib
 import sys
@@ -28,7 +27,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "dmuc"))
 
 from baseline import MIRROR, scene, summarise  # noqa: E402
-from federation import MixdOn, Pair  # noqa: E402
+from federation import MixdOn, Pair, run_in_new_loop  # noqa: E402
 from s2s_capture import Capture  # noqa: E402
 
 K, R, M = 3, 6, 10
@@ -60,18 +59,8 @@ def run_scenes():
                         extra_env={"MIXD_DMUC_MIRROR_DOMAIN": MIRROR})
         master.wait_healthy()
         mirror.wait_healthy()
-        loop = asyncio.new_event_loop()
-        try:
-            plain = loop.run_until_complete(scene(pair, capture, K, R, M, dmuc=False, name="plain"))
-            mirrored = loop.run_until_complete(scene(pair, capture, K, R, M, dmuc=True,
-                                                     name="mirrored"))
-        finally:
-            loop.run_until_complete(asyncio.sleep(0.2))
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for t in pending:
-                t.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
+        plain = run_in_new_loop(scene(pair, capture, K, R, M, dmuc=False, name="plain"))
+        mirrored = run_in_new_loop(scene(pair, capture, K, R, M, dmuc=True, name="mirrored"))
     finally:
         capture.stop()
         for m in (master, mirror):
