@@ -663,6 +663,8 @@ impl Room {
 
     /// XEP-0045 §5.1: moderators are the channel's owners and admins; in a moderated room
     /// only members and those given voice speak; anyone whose voice was revoked is a visitor.
+    /// Voice given or taken is kept across visits: §5.1 lets roles persist and says they
+    /// SHOULD in moderated rooms.
     pub(crate) fn role(&self, bare: &str) -> &'static str {
         if self.is_moderator(bare) {
             return "moderator";
