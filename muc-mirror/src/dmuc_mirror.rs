@@ -10,7 +10,8 @@
 //!   every local occupant, as the room would have: from the room's address on the mirror, a
 //!   presence not to the occupant it is about (that one gets its own, with 110, through its
 //!   escaped address), real JIDs only where the room shows them (`muc#roomconfig_whois`);
-//! - keeps the room's configuration and roster as the master sends them, and a copy of its
+//! - keeps what the room's configuration and roster say about who sees real JIDs (`whois`,
+//!   roles), as the master sends them, and a copy of its
 //!   history and subject: it asks the master for them (seed 003's history request) when it
 //!   becomes a mirror of the room and when a lost link comes back, then follows the broadcasts;
 //!   every local user who enters gets occupants, history (with XEP-0045's limits) and subject
@@ -506,6 +507,14 @@ impl MirrorService {
                             let mut seen_by_others = st.clone();
                             strip_status(&mut seen_by_others);
                             room.present.insert(n.clone(), seen_by_others);
+                            // Its own role decides whether it sees real JIDs.
+                            if let Some(role) = st
+                                .get_child("x", NS_MUC_USER)
+                                .and_then(|x| x.get_child("item", NS_MUC_USER))
+                                .and_then(|i| i.attr("role"))
+                            {
+                                room.roles.insert(n.clone(), role.to_owned());
+                            }
                             // The master shows a joiner the others only when the room is new to
                             // this mirror (dmuc::Room::dmuc_outbound); otherwise the mirror
                             // does, from its copy, before the self-presence (XEP-0045 §7.2.3
@@ -840,7 +849,14 @@ impl MirrorRoom {
                 .and_then(|f| f.children().find(|v| v.name() == "value"))
                 .is_some_and(|v| v.text() == "anyone");
             self.configured = true;
-        } else if st.get_child("roster", NS_DMUC0).is_some() {
+        } else if let Some(roster) = st.get_child("roster", NS_DMUC0) {
+            // Who is a moderator (and so sees real JIDs) is known from the roster on, before
+            // any presence says it.
+            for item in roster.children().filter(|c| c.name() == "item") {
+                if let (Some(nick), Some(role)) = (item.attr("name"), item.attr("role")) {
+                    self.roles.insert(nick.to_owned(), role.to_owned());
+                }
+            }
             // Seed 003: the new mirror SHOULD request room history (after the roster).
             if self.asked.is_none() {
                 out.push(self.history_request(master, domain));
@@ -1458,6 +1474,46 @@ mod tests {
             "<message xmlns='{NS}' type='groupchat' id='n1' from='{MASTER}/scott' to='mirror.b'><body>back</body></message>"
         )));
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn real_jids_reach_local_moderators_as_the_roster_says() {
+        let mut m = MirrorService::new("mirror.b");
+        m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{WAYNE}' to='{LROOM}/wayne'><x xmlns='{NS_MUC}'/></presence>"
+        )));
+        m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='set' id='c1' from='{MASTER}' to='mirror.b'><config xmlns='{NS_DMUC0}'>\
+             <x xmlns='jabber:x:data' type='form'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>\
+             </config></iq>"
+        )));
+        m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='set' id='r1' from='{MASTER}' to='mirror.b'><roster xmlns='{NS_DMUC0}'>\
+             <item affiliation='admin' role='moderator' jid='wayne@b' name='wayne'/></roster></iq>"
+        )));
+        let scott = el(&format!(
+            "<presence xmlns='{NS}' from='{MASTER}/scott' to='mirror.b'><x xmlns='{NS_MUC_USER}'>\
+             <item affiliation='none' role='participant' jid='scott@a/s'/></x></presence>"
+        ));
+        let out = m.handle(&scott);
+        assert!(out.is_empty(), "wayne is not in yet");
+        let own = |role: &str| {
+            el(&format!(
+                "<presence xmlns='{NS}' from='{MASTER}/wayne' to='{WAYNE_ESC}'><x xmlns='{NS_MUC_USER}'>\
+                 <item affiliation='admin' role='{role}'/><status code='110'/></x></presence>"
+            ))
+        };
+        m.handle(&own("moderator"));
+        let out = m.handle(&scott);
+        assert_eq!(to_of(&out), [WAYNE]);
+        assert!(
+            to_string(&out[0]).contains("jid='scott@a/s'"),
+            "a moderator sees it"
+        );
+        // Made a participant (its own presence says so): no more real JIDs.
+        m.handle(&own("participant"));
+        let out = m.handle(&scott);
+        assert!(!to_string(&out[0]).contains("jid="), "{out:?}");
     }
 
     #[test]
