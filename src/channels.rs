@@ -356,21 +356,17 @@ impl Task {
         let mut ids = RealIds;
         let mut keepalive = Instant::now();
         loop {
-            // Users behind a DMUC mirror: the room checks on the mirror's link now and then,
-            // busy or not (a quiet room would never notice a dead one).
             let mirrored = room.dmuc.has_mirrors();
-            if mirrored && keepalive.elapsed() >= DMUC_KEEPALIVE {
-                keepalive = Instant::now();
-                batch.push(ChannelMsg::DmucKeepalive);
-            }
             let wait = if mirrored { DMUC_KEEPALIVE } else { self.idle };
             let waiting = if batch.is_empty() {
                 tokio::time::timeout(wait, rx.recv_many(&mut batch, BATCH)).await
             } else {
                 Ok(batch.len())
             };
-            let got = match waiting {
-                Ok(n) => n,
+            match waiting {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(_) if mirrored => {}
                 Err(_) => {
                     // Idle: nothing in memory that the store cannot rebuild (no presence, no
                     // relayed IQ or private message waiting for an answer), so the channel
@@ -382,9 +378,16 @@ impl Task {
                     }
                     continue;
                 }
-            };
-            if got == 0 {
-                return;
+            }
+            // Users behind a DMUC mirror: the room checks on the mirror's link now and then,
+            // busy or not (a quiet room would never notice a dead one), after what has come
+            // (an answer to its last ping may be among it).
+            if mirrored && keepalive.elapsed() >= DMUC_KEEPALIVE {
+                keepalive = Instant::now();
+                batch.push(ChannelMsg::DmucKeepalive);
+            }
+            if batch.is_empty() {
+                continue;
             }
             let mut outcomes: Vec<(RoomOutcome, ChannelMsg)> = Vec::with_capacity(batch.len());
             {
@@ -461,6 +464,10 @@ impl Task {
             }
             let mut destroyed = false;
             let mut lookups = Vec::new();
+            // DMUC mirrors' history requests are answered after everything the batch sends:
+            // the answer reads the archive with the whole batch in it, so a message of the
+            // batch must reach the mirror before the answer that holds it.
+            let mut answers = Vec::new();
             for (
                 RoomOutcome {
                     outcome: out,
@@ -474,10 +481,17 @@ impl Task {
                     self.answer_query(&req, &room).await;
                 }
                 for h in history {
-                    self.send_history(&h, &room).await;
+                    if h.reply.is_some() {
+                        answers.push(h);
+                    } else {
+                        self.send_history(&h, &room).await;
+                    }
                 }
                 lookups.extend(out.lookup);
                 destroyed |= out.destroyed;
+            }
+            for h in answers {
+                self.send_history(&h, &room).await;
             }
             // Retractions read the original after the batch is stored (it may be in it).
             for lookup in lookups {

@@ -202,7 +202,7 @@ impl Room {
         // The mirror itself: answers to what the room sent it, and bounces (its link failed).
         let Some(node) = from.node() else {
             if st.attr("type") == Some("error") {
-                return Inbound::Done(Box::new(self.mirror_lost(&domain, ctx)));
+                return Inbound::Done(Box::new(self.mirror_lost(&domain, false, ctx)));
             }
             // The mirror asks whether the link is back (XEP-0199).
             if st.name() == "iq"
@@ -238,7 +238,7 @@ impl Room {
             )));
         }
         if st.attr("type") == Some("error") && is_link_failure(st) {
-            return Inbound::Done(Box::new(self.mirror_lost(&domain, ctx)));
+            return Inbound::Done(Box::new(self.mirror_lost(&domain, false, ctx)));
         }
         let to_nick = st
             .attr("to")
@@ -551,7 +551,9 @@ impl Room {
                 if now - sent >= PING_TIMEOUT_US {
                     self.dmuc.pinged.remove(&m);
                     self.dmuc.heard.remove(&m);
-                    let lost = self.mirror_lost(&m, ctx);
+                    // (Only late, perhaps: its users hear that they are out, and can enter
+                    // again, rather than stay as ghosts.)
+                    let lost = self.mirror_lost(&m, true, ctx);
                     out.writes.extend(lost.writes);
                     out.sends.extend(lost.sends);
                 }
@@ -581,7 +583,7 @@ impl Room {
     /// Seed §"Connection to master is lost": the mirror's link failed, so its users are gone
     /// for everyone else (each as a 333 removal, XEP-0045 §"service-error-kick"); the mirror
     /// is a new one when they come back.
-    fn mirror_lost(&mut self, mirror: &str, ctx: &mut Ctx<'_>) -> Outcome {
+    fn mirror_lost(&mut self, mirror: &str, tell: bool, ctx: &mut Ctx<'_>) -> Outcome {
         let gone: Vec<String> = self
             .dmuc
             .sessions
@@ -598,12 +600,20 @@ impl Room {
             self.dmuc.sessions.remove(&real);
             let more = self.leave(&from, &["333"], None, ctx);
             out.writes.extend(more.writes);
-            // The mirror is unreachable: its own users' notices stay here.
-            out.sends.extend(
-                more.sends
-                    .into_iter()
-                    .filter(|s| !matches!(s, Send::One(e) if e.attr("to") == Some(real.as_str()))),
-            );
+            // A mirror whose traffic bounced is unreachable: its own users' notices stay here.
+            // Otherwise they go through it (the session is gone: addressed here).
+            let escaped = format!("{}@{mirror}", escape_node(&real));
+            for send in more.sends {
+                match send {
+                    Send::One(mut e) if e.attr("to") == Some(real.as_str()) => {
+                        if tell {
+                            set_attr(&mut e, "to", &escaped);
+                            out.sends.push(Send::One(e));
+                        }
+                    }
+                    other => out.sends.push(other),
+                }
+            }
         }
         out
     }

@@ -46,6 +46,9 @@ const COPY: usize = MAX_HISTORY;
 /// written to it without an error; only a missing answer shows it.
 pub const PING_INTERVAL_MS: u64 = 10_000;
 pub const PING_TIMEOUT_MS: u64 = 5_000;
+/// How long the answer to a history request may take; then those waiting for it get what the
+/// copy has (an answer too big for the link, or one whose id does not match, never comes).
+pub const HISTORY_TIMEOUT_MS: u64 = 30_000;
 
 /// The mirror service of one domain.
 #[derive(Debug, Default)]
@@ -82,17 +85,21 @@ struct MirrorRoom {
     subject: Option<Element>,
     /// The copy has the master's answer.
     seeded: bool,
-    /// The history request waiting for its answer (its id). Broadcasts that come meanwhile
-    /// are in the answer: they are not added to the copy.
+    /// The history request waiting for its answer (its id), and since when (ms, from the first
+    /// tick after it went). Broadcasts that come meanwhile are in the answer (the master
+    /// answers after sending what it handled with the request): they wait in `meanwhile`.
     asked: Option<String>,
+    asked_ms: Option<u64>,
     /// The answer replaces a copy that missed what was said while the link was down: the
     /// remote occupants' messages in it that the copy lacked go to the local occupants.
     refill: bool,
-    /// Messages (their stanza-ids) delivered live while the answer was on its way: it has
-    /// them too, and they are not delivered again.
-    live_meanwhile: BTreeSet<String>,
-    /// Local users who entered before the copy was there: their history and subject (and
-    /// what the master sent them meanwhile, `held`) wait for the answer.
+    /// Groupchat messages delivered live while the answer was on its way (as the copy keeps
+    /// them): the answer has them too, so they are not delivered again with it; if the
+    /// answer never comes, they go into the copy.
+    meanwhile: Vec<(i64, Element)>,
+    /// Local users who entered before the copy was there: their history and subject wait
+    /// for the answer, and what the room sends them meanwhile waits in `held` (then comes
+    /// after, as live traffic does; what is held is not shown again as history).
     waiting: BTreeSet<String>,
     held: BTreeMap<String, Vec<Element>>,
     /// The history each joining local user asked for (XEP-0045 §7.2.15: stanzas, since, chars).
@@ -289,7 +296,10 @@ impl MirrorService {
                 set_attr(&mut p, "from", &escaped);
                 set_attr(&mut p, "to", &format!("{master}/{nick}"));
                 if unavailable {
-                    room.joining.remove(&full);
+                    if room.joining.remove(&full).is_some() {
+                        room.wants.remove(&full);
+                        room.shown.remove(&full);
+                    }
                     if room.down {
                         // The master does not hear it now; the local occupants do.
                         if let Some(n) = room.local.remove(&full) {
@@ -441,20 +451,18 @@ impl MirrorService {
                 }
                 let message = st.name() == "message";
                 if message && st.attr("type") == Some("groupchat") {
+                    let now = self.now_us;
                     if room.asked.is_none() {
-                        let now = self.now_us;
                         room.keep(st, &shown_from, &local_room, now);
-                    } else if let Some(k) = key(st) {
-                        room.live_meanwhile.insert(k);
+                    } else if let Some((Some(ts), m)) = copied(st, &shown_from, &local_room, now)
+                        && room.meanwhile.len() < COPY
+                    {
+                        room.meanwhile.push((ts, m));
                     }
                 }
                 for (full, nick) in &room.local {
                     if st.name() == "presence" && from_nick.as_deref() == Some(nick.as_str()) {
                         // Its own presence comes to it with 110, through its own address.
-                        continue;
-                    }
-                    if message && room.waiting.contains(full) {
-                        // In the history it is waiting for.
                         continue;
                     }
                     let mut d = st.clone();
@@ -465,6 +473,11 @@ impl MirrorService {
                         && room.roles.get(nick).map(String::as_str) != Some("moderator")
                     {
                         strip_jids(&mut d);
+                    }
+                    if message && room.waiting.contains(full) {
+                        // After its history and subject, when they come.
+                        hold(&mut room.held, full, d);
+                        continue;
                     }
                     out.push(d);
                 }
@@ -555,7 +568,10 @@ impl MirrorService {
                             }
                         }
                     } else if st.attr("type") == Some("error") {
+                        // Refused: nothing of its entry is kept.
                         room.joining.remove(&user);
+                        room.wants.remove(&user);
+                        room.shown.remove(&user);
                     } else if let Some(n) = &from_nick {
                         // The occupants a joiner is shown one by one are remote occupants too.
                         room.note_presence(n, st);
@@ -575,9 +591,11 @@ impl MirrorService {
                 set_attr(&mut d, "from", &shown_from);
                 set_attr(&mut d, "to", &user);
                 localize(&mut d, master, &local_room);
-                if st.name() == "message" && room.waiting.contains(&user) {
-                    // After its history and subject (XEP-0045 §7.2.2), when they come.
-                    room.held.entry(user).or_default().push(d);
+                let archived = st.has_child("result", "urn:xmpp:mam:2");
+                if st.name() == "message" && !archived && room.waiting.contains(&user) {
+                    // After its history and subject (XEP-0045 §7.2.2), when they come. (Archive
+                    // results go at once: the IQ that ends them does.)
+                    hold(&mut room.held, &user, d);
                     return out;
                 }
                 out.push(d);
@@ -609,6 +627,12 @@ impl MirrorService {
             }
             if std::mem::take(&mut room.heard) && !room.down {
                 room.last_ping_ms = now_ms;
+            }
+            if room.asked.is_some() {
+                let since = *room.asked_ms.get_or_insert(now_ms);
+                if now_ms.saturating_sub(since) >= HISTORY_TIMEOUT_MS {
+                    out.extend(room.history_unanswered(&local_room, false));
+                }
             }
             if let Some((_, sent)) = &room.ping {
                 if now_ms.saturating_sub(*sent) < PING_TIMEOUT_MS {
@@ -693,17 +717,51 @@ impl MirrorRoom {
         ));
         iq.append_child(r);
         self.asked = Some(id);
+        self.asked_ms = None;
         iq
+    }
+
+    /// The answer did not come (refused, timed out, or lost with the link): the copy takes
+    /// what came live meanwhile, and those waiting get what it has. Unless the link was lost,
+    /// the copy counts as there from now on (later users do not wait for it); after a lost
+    /// link the question is asked again anyway, and a copy that never had an answer is filled
+    /// by that one without handing its backlog to anyone.
+    fn history_unanswered(&mut self, local_room: &str, link_lost: bool) -> Vec<Element> {
+        if !link_lost {
+            self.seeded = true;
+        }
+        self.asked = None;
+        self.asked_ms = None;
+        self.refill = false;
+        for entry in std::mem::take(&mut self.meanwhile) {
+            if self.history.len() >= COPY {
+                self.history.pop_front();
+            }
+            self.history.push_back(entry);
+        }
+        let mut out = Vec::new();
+        for user in std::mem::take(&mut self.waiting) {
+            out.extend(self.serve(&user, local_room));
+        }
+        out
     }
 
     /// The master's answer to the history request: the copy, then the users waiting for it.
     fn history_answer(&mut self, st: &Element, local_room: &str, now_us: i64) -> Vec<Element> {
+        if st.attr("type") != Some("result") {
+            return self.history_unanswered(local_room, false);
+        }
         self.asked = None;
+        self.asked_ms = None;
         let mut out = Vec::new();
-        if st.attr("type") == Some("result") {
-            let mut before: BTreeSet<String> =
-                self.history.iter().filter_map(|(_, m)| key(m)).collect();
-            before.append(&mut self.live_meanwhile);
+        {
+            let before: BTreeSet<String> = self
+                .history
+                .iter()
+                .chain(self.meanwhile.iter())
+                .filter_map(|(_, m)| key(m))
+                .collect();
+            self.meanwhile.clear();
             self.history.clear();
             let items = st
                 .get_child("history", NS_MUC)
@@ -745,8 +803,6 @@ impl MirrorRoom {
                 self.history.push_back((ts, kept));
             }
         }
-        // (An error leaves the copy as it is: those waiting get what there is.)
-        self.live_meanwhile.clear();
         self.seeded = true;
         self.refill = false;
         for user in std::mem::take(&mut self.waiting) {
@@ -764,11 +820,17 @@ impl MirrorRoom {
             self.wants
                 .remove(user)
                 .unwrap_or((DEFAULT_HISTORY, None, None));
+        let held = self.held.remove(user).unwrap_or_default();
+        let live: BTreeSet<String> = held.iter().filter_map(key).collect();
         let mut out = Vec::new();
         let mut chars = 0usize;
         for (ts, m) in self.history.iter().rev() {
             if out.len() >= max || since_us.is_some_and(|s| *ts < s) {
                 break;
+            }
+            if key(m).is_some_and(|k| live.contains(&k)) {
+                // It comes live, after the subject.
+                continue;
             }
             let mut d = m.clone();
             set_attr(&mut d, "to", user);
@@ -792,7 +854,7 @@ impl MirrorRoom {
         });
         set_attr(&mut subject, "to", user);
         out.push(subject);
-        out.extend(self.held.remove(user).unwrap_or_default());
+        out.extend(held);
         out
     }
 
@@ -810,7 +872,14 @@ impl MirrorRoom {
         {
             self.roles.insert(nick.to_owned(), role.to_owned());
         }
-        if self.local.values().any(|n| n == nick) {
+        // (One still entering is local too: the room shows the others its arrival before it
+        // gets its own presence.)
+        if self
+            .local
+            .values()
+            .chain(self.joining.values())
+            .any(|n| n == nick)
+        {
             self.present.insert(nick.to_owned(), st.clone());
         } else {
             self.remote.insert(nick.to_owned(), st.clone());
@@ -931,11 +1000,8 @@ impl MirrorRoom {
         let mut out = Vec::new();
         // The answer to a history request may be lost with the link: those waiting for it get
         // what the copy has (the link's return asks again).
-        if self.asked.take().is_some() {
-            self.seeded = true;
-            for user in std::mem::take(&mut self.waiting) {
-                out.extend(self.serve(&user, local_room));
-            }
+        if self.asked.is_some() {
+            out.extend(self.history_unanswered(local_room, true));
         }
         // What the dead link may have swallowed: the local occupants hear it now, the master
         // when the link is back (and the master's copy, if it had it, is not delivered twice).
@@ -1053,6 +1119,16 @@ fn copied(
         &[("from", local_room), ("stamp", &stamp)],
     ));
     Some((Some(ts), m))
+}
+
+/// Keeps a stanza for a local user waiting for its history (bounded: beyond the queue limit,
+/// the oldest go).
+fn hold(held: &mut BTreeMap<String, Vec<Element>>, user: &str, st: Element) {
+    let q = held.entry(user.to_owned()).or_default();
+    if q.len() >= QUEUE_LIMIT {
+        q.remove(0);
+    }
+    q.push(st);
 }
 
 /// A message for a local user, as from the room's address on the mirror: the room's
@@ -1253,7 +1329,8 @@ mod tests {
         assert!(is_history_request(&out[1]));
         let asked = out;
         // wayne's self-presence: his history waits for the answer; so does a message the
-        // master broadcasts meanwhile (it is in the answer).
+        // master broadcasts meanwhile (live for him: it comes after his history and subject,
+        // and not in the history again, though the answer has it too).
         let out = m.handle(&self_presence(WAYNE_ESC, "wayne"));
         assert_eq!(to_of(&out), [WAYNE]);
         let meanwhile = m.handle(&el(&format!(
@@ -1272,7 +1349,8 @@ mod tests {
         );
         assert_eq!(to_of(&out), [WAYNE, WAYNE, WAYNE]);
         assert_eq!(bodies(&out, WAYNE), ["earlier", "early"]);
-        assert!(to_string(&out[2]).contains("<subject>plans</subject>"));
+        assert!(to_string(&out[1]).contains("<subject>plans</subject>"));
+        assert!(!to_string(&out[2]).contains("urn:xmpp:delay"), "live");
         assert!(
             out.iter()
                 .all(|e| e.attr("from") == Some(&*format!("{LROOM}/scott")))
@@ -1514,6 +1592,100 @@ mod tests {
         m.handle(&own("participant"));
         let out = m.handle(&scott);
         assert!(!to_string(&out[0]).contains("jid="), "{out:?}");
+    }
+
+    #[test]
+    fn waiting_for_history_loses_and_repeats_nothing() {
+        let mut m = MirrorService::new("mirror.b");
+        // wayne enters; the answer to the mirror's request never comes (too big for the
+        // link, say). Meanwhile a message and a configuration notice (no body) come live.
+        let asked = joined(&mut m, WAYNE, WAYNE_ESC, "wayne");
+        assert!(asked.iter().any(is_history_request));
+        let live = |body: &str, sid: &str| {
+            el(&format!(
+                "<message xmlns='{NS}' type='groupchat' from='{MASTER}/scott' to='mirror.b'><body>{body}</body>\
+                 <stanza-id xmlns='urn:xmpp:sid:0' by='{MASTER}' id='{sid}'/></message>"
+            ))
+        };
+        assert!(m.handle(&live("one", "s1")).is_empty(), "after his subject");
+        let notice = el(&format!(
+            "<message xmlns='{NS}' type='groupchat' from='{MASTER}' to='mirror.b'><x xmlns='{NS_MUC_USER}'><status code='104'/></x></message>"
+        ));
+        assert!(m.handle(&notice).is_empty());
+        assert!(m.tick(1_000).is_empty());
+        let out = m.tick(1_000 + HISTORY_TIMEOUT_MS);
+        let to_wayne: Vec<_> = out.iter().filter(|e| e.attr("to") == Some(WAYNE)).collect();
+        assert_eq!(to_wayne.len(), 3, "{out:?}");
+        assert!(
+            to_string(to_wayne[0]).contains("<subject"),
+            "an empty subject first"
+        );
+        assert_eq!(bodies(&out, WAYNE), ["one"]);
+        assert!(to_string(to_wayne[2]).contains("code='104'"));
+        // keith enters later: "one" is in the copy (kept from the live traffic).
+        let out = joined(&mut m, KEITH, KEITH_ESC, "keith");
+        assert_eq!(bodies(&out, KEITH), ["one"]);
+        assert!(!out.iter().any(is_history_request));
+        // keith is shown to wayne by the master before his own presence comes (he is
+        // local, not a remote occupant)...
+        m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{WAYNE}' to='{LROOM}/wayne'><x xmlns='{NS_MUC}'/></presence>"
+        )));
+        let dave = "dave@b/d";
+        let dave_esc = "dave\\40b\\2fd@mirror.b";
+        m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{dave}' to='{LROOM}/dave'><x xmlns='{NS_MUC}'/></presence>"
+        )));
+        m.handle(&el(&format!(
+            "<presence xmlns='{NS}' from='{MASTER}/dave' to='mirror.b'><x xmlns='{NS_MUC_USER}'>\
+             <item affiliation='none' role='participant'/></x></presence>"
+        )));
+        m.handle(&self_presence(dave_esc, "dave"));
+        // ...so when the link is lost, nobody hears that dave (local) left; scott (remote) did.
+        let out = m.handle(&el(&format!(
+            "<message xmlns='{NS}' type='error' from='{MASTER}' to='mirror.b'><error type='cancel'>\
+             <remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )));
+        let left: Vec<_> = out
+            .iter()
+            .filter(|e| e.attr("type") == Some("unavailable"))
+            .map(|e| e.attr("from").unwrap_or_default())
+            .collect();
+        assert!(!left.iter().any(|f| f.ends_with("/dave")), "{left:?}");
+    }
+
+    #[test]
+    fn a_link_lost_before_the_first_answer_pushes_no_backlog() {
+        let mut m = MirrorService::new("mirror.b");
+        let out = joined_asking(
+            &mut m,
+            WAYNE,
+            WAYNE_ESC,
+            "wayne",
+            &format!("<history xmlns='{NS_MUC}' maxstanzas='0'/>"),
+        );
+        assert!(out.iter().any(is_history_request));
+        let lost = m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='error' from='{MASTER}' to='mirror.b'><error type='cancel'>\
+             <remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        )));
+        assert!(
+            lost.iter()
+                .any(|e| e.attr("to") == Some(WAYNE) && to_string(e).contains("<subject"))
+        );
+        let back = m.handle(&el(&format!(
+            "<iq xmlns='{NS}' type='result' id='x' from='{MASTER}' to='mirror.b'/>"
+        )));
+        let out = answer(
+            &mut m,
+            &back,
+            &format!(
+                "{}{}",
+                archived("scott", "s1", "old", "2026-11-22T01:00:00Z"),
+                archived("scott", "s2", "older", "2026-11-22T01:00:01Z")
+            ),
+        );
+        assert!(bodies(&out, WAYNE).is_empty(), "{out:?}");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub const FORM_REQUEST: &str = "http://jabber.org/protocol/muc#request";
 pub const DEFAULT_HISTORY: usize = 20;
 /// The most history a client can ask for.
 pub const MAX_HISTORY: usize = 250;
+/// The most characters of history in one answer to a DMUC mirror (its messages together).
+pub const MIRROR_HISTORY_CHARS: usize = 100_000;
 
 /// One user in the room: one nick, any number of clients (XEP-0045 §7.2.10).
 #[derive(Debug, Clone)]
@@ -1081,6 +1083,9 @@ impl Room {
             .get_child("room", crate::dmuc::NS_DMUC0)
             .and_then(|r| r.children().find(|c| c.name() == "history"));
         let (max, since_us, maxchars) = history_limits(h, now_us);
+        // One stanza carries it all: kept well under the stanza size limits servers apply on
+        // the way (mixd's 256 KiB by default, Prosody's s2s 512 KiB), whatever was asked.
+        let maxchars = Some(maxchars.map_or(MIRROR_HISTORY_CHARS, |c| c.min(MIRROR_HISTORY_CHARS)));
         let mut reply = iq_result(st, None);
         set_attr(&mut reply, "from", &self.jid.to_string());
         History {
