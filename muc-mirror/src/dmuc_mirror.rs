@@ -200,18 +200,7 @@ impl MirrorService {
                 "",
             );
         }
-        let mut r = elem(
-            "iq",
-            NS_STANZA,
-            &[
-                ("from", &self.domain),
-                ("to", st.attr("from").unwrap_or_default()),
-                ("type", "result"),
-            ],
-        );
-        if let Some(id) = st.attr("id") {
-            set_attr(&mut r, "id", id);
-        }
+        let mut r = mix_service::stanza::iq_result(st, None);
         if st.has_child("query", xmpp_parsers::ns::DISCO_INFO) {
             let mut q = Element::bare("query", xmpp_parsers::ns::DISCO_INFO);
             q.append_child(elem(
@@ -905,9 +894,7 @@ impl MirrorRoom {
         let mut out = Vec::new();
         if st.attr("type") == Some("get") && st.has_child("ping", "urn:xmpp:ping") {
             // The master's keepalive (crate::dmuc::PING_INTERVAL_US).
-            let mut r = mix_service::stanza::iq_result(st, None);
-            set_attr(&mut r, "from", domain);
-            return vec![r];
+            return vec![mix_service::stanza::iq_result(st, None)];
         }
         if let Some(c) = st.get_child("config", NS_DMUC0) {
             self.non_anonymous = c
@@ -938,18 +925,7 @@ impl MirrorRoom {
                 "",
             );
         }
-        let mut r = elem(
-            "iq",
-            NS_STANZA,
-            &[
-                ("from", domain),
-                ("to", st.attr("from").unwrap_or_default()),
-                ("type", "result"),
-            ],
-        );
-        if let Some(id) = st.attr("id") {
-            set_attr(&mut r, "id", id);
-        }
+        let r = mix_service::stanza::iq_result(st, None);
         // The answer first, then the history request.
         out.insert(0, r);
         out
