@@ -151,6 +151,7 @@ impl Router {
     async fn probe_masters(&mut self) {
         if let Some(m) = &mut self.mirror {
             let now_ms = m.started.elapsed().as_millis() as u64;
+            m.service.set_now(crate::channels::now_us());
             for p in m.service.tick(now_ms) {
                 tracing::debug!(to = p.attr("to"), kind = p.name(), "dmuc mirror keepalive");
                 m.out.send(&p).await;

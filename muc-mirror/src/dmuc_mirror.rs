@@ -46,6 +46,9 @@ const COPY: usize = MAX_HISTORY;
 /// written to it without an error; only a missing answer shows it.
 pub const PING_INTERVAL_MS: u64 = 10_000;
 pub const PING_TIMEOUT_MS: u64 = 5_000;
+/// How long a mirrored room that nobody here is in (one a local user only asked something,
+/// or left) is remembered: long enough for answers on their way (µs).
+const FORGET_US: i64 = 120_000_000;
 /// How long the answer to a history request may take; then those waiting for it get what the
 /// copy has (an answer too big for the link, or one whose id does not match, never comes).
 pub const HISTORY_TIMEOUT_MS: u64 = 30_000;
@@ -123,6 +126,8 @@ struct MirrorRoom {
     /// full JID, nick, the message as the user sent it). A link dies silently under what was
     /// written to it last; these are what it may have taken along, and go again.
     unacked: VecDeque<(String, String, Element)>,
+    /// When a stanza last came for this room, either way (Unix µs).
+    touched_us: i64,
     /// The keepalive ping waiting for its answer: (id, when it went, ms).
     ping: Option<(String, u64)>,
     /// When the last keepalive went, or the master was last heard from at a tick (ms).
@@ -249,6 +254,7 @@ impl MirrorService {
         let escaped = self.escaped_user(&full);
         let local_room = self.local_room(master);
         let room = self.rooms.entry(master.to_owned()).or_default();
+        room.touched_us = self.now_us;
         let present = room.local.get(&full).or(room.joining.get(&full)).cloned();
         let mut out = Vec::new();
         match st.name() {
@@ -384,9 +390,11 @@ impl MirrorService {
     fn master_stanza(&mut self, st: &Element, master: &str, to: &Jid) -> Vec<Element> {
         let local_room = self.local_room(master);
         let domain = self.domain.clone();
+        let now_us = self.now_us;
         let Some(room) = self.rooms.get_mut(master) else {
             return Vec::new();
         };
+        room.touched_us = now_us;
         let from_nick = st
             .attr("from")
             .and_then(|f| f.parse::<Jid>().ok())
@@ -603,6 +611,15 @@ impl MirrorService {
     /// [`PING_INTERVAL_MS`] (or at once while it is down), and a ping left unanswered for
     /// [`PING_TIMEOUT_MS`] means the link is lost. Any stanza from the master answers.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Element> {
+        // Rooms nobody here is in are forgotten after a while: any local user can name any
+        // room, and its entry must not outlive the question.
+        let now_us = self.now_us;
+        self.rooms.retain(|_, r| {
+            !(r.local.is_empty()
+                && r.joining.is_empty()
+                && r.queued.is_empty()
+                && now_us.saturating_sub(r.touched_us) >= FORGET_US)
+        });
         let domain = self.domain.clone();
         let mut out = Vec::new();
         let masters: Vec<String> = self.rooms.keys().cloned().collect();
@@ -611,7 +628,8 @@ impl MirrorService {
             let Some(room) = self.rooms.get_mut(&master) else {
                 continue;
             };
-            if room.local.is_empty() && room.joining.is_empty() {
+            // (What users who have left said while the link was down still waits for it.)
+            if room.local.is_empty() && room.joining.is_empty() && room.queued.is_empty() {
                 continue;
             }
             if std::mem::take(&mut room.heard) && !room.down {
@@ -1662,6 +1680,25 @@ mod tests {
             ),
         );
         assert!(bodies(&out, WAYNE).is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn rooms_nobody_here_is_in_are_forgotten() {
+        let mut m = MirrorService::new("mirror.b");
+        m.set_now(1_000_000);
+        for i in 0..100 {
+            let out = m.handle(&el(&format!(
+                "<iq xmlns='{NS}' type='get' id='d{i}' from='{WAYNE}' to='r{i}\\40conference.a@mirror.b'>\
+                 <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+            )));
+            assert_eq!(out.len(), 1, "relayed to the master");
+        }
+        joined(&mut m, KEITH, KEITH_ESC, "keith");
+        assert_eq!(m.rooms.len(), 101);
+        m.set_now(1_000_000 + FORGET_US);
+        m.tick(1_000);
+        assert_eq!(m.rooms.len(), 1, "only the room keith is in");
+        assert_eq!(m.local_occupants(MASTER).len(), 1);
     }
 
     #[test]
