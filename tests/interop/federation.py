@@ -7,6 +7,7 @@ Server A serves `alpha.test` (components `conference.alpha.test`, `mix.alpha.tes
 its own (127.x.y.2 and 127.x.y.3, standard ports), so pairs of concurrent test runs do not meet.
 """
 import asyncio
+import gc
 import os
 import random
 import socket
@@ -178,4 +179,7 @@ def run_in_new_loop(coro):
         for t in pending:
             t.cancel()
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        # Clients nobody holds any more go now, while their loop is open (their __del__
+        # schedules on it).
+        gc.collect()
         loop.close()
