@@ -451,10 +451,15 @@ impl MirrorService {
                     let now = self.now_us;
                     if room.asked.is_none() {
                         room.keep(st, &shown_from, &local_room, now);
-                    } else if let Some((Some(ts), m)) = copied(st, &shown_from, &local_room, now)
-                        && room.meanwhile.len() < COPY
-                    {
-                        room.meanwhile.push((ts, m));
+                    } else {
+                        match copied(st, &shown_from, &local_room, now) {
+                            Some((Some(ts), m)) if room.meanwhile.len() < COPY => {
+                                room.meanwhile.push((ts, m));
+                            }
+                            // A subject change: the answer has it or a later one.
+                            Some((None, m)) => room.subject = Some(m),
+                            _ => {}
+                        }
                     }
                 }
                 for (full, nick) in &room.local {
@@ -1606,19 +1611,25 @@ mod tests {
             "<message xmlns='{NS}' type='groupchat' from='{MASTER}' to='mirror.b'><x xmlns='{NS_MUC_USER}'><status code='104'/></x></message>"
         ));
         assert!(m.handle(&notice).is_empty());
+        let subject = el(&format!(
+            "<message xmlns='{NS}' type='groupchat' from='{MASTER}/scott' to='mirror.b'><subject>news</subject></message>"
+        ));
+        assert!(m.handle(&subject).is_empty());
         assert!(m.tick(1_000).is_empty());
         let out = m.tick(1_000 + HISTORY_TIMEOUT_MS);
         let to_wayne: Vec<_> = out.iter().filter(|e| e.attr("to") == Some(WAYNE)).collect();
-        assert_eq!(to_wayne.len(), 3, "{out:?}");
-        assert!(
-            to_string(to_wayne[0]).contains("<subject"),
-            "an empty subject first"
-        );
+        assert_eq!(to_wayne.len(), 4, "{out:?}");
+        assert!(to_string(to_wayne[0]).contains("<subject>news</subject>"));
         assert_eq!(bodies(&out, WAYNE), ["one"]);
         assert!(to_string(to_wayne[2]).contains("code='104'"));
-        // keith enters later: "one" is in the copy (kept from the live traffic).
+        assert!(
+            to_string(to_wayne[3]).contains("<subject>news</subject>"),
+            "live"
+        );
+        // keith enters later: "one" and the subject are in the copy (from the live traffic).
         let out = joined(&mut m, KEITH, KEITH_ESC, "keith");
         assert_eq!(bodies(&out, KEITH), ["one"]);
+        assert!(to_string(out.last().expect("subject")).contains("<subject>news</subject>"));
         assert!(!out.iter().any(is_history_request));
         // keith is shown to wayne by the master before his own presence comes (he is
         // local, not a remote occupant)...
