@@ -110,6 +110,22 @@ fn attaches_to_prosody_survives_its_restart_and_stops_on_sigterm() {
 }
 
 #[test]
+fn sigterm_while_starting_stops_cleanly() {
+    // The handlers are in place from the first log line on: a signal while mixd is still
+    // opening its database and links stops it cleanly (before, it killed the process).
+    let server = Server::start(ServerKind::Prosody);
+    let mut mixd = Mixd::start(&server.component_addr(), &[]);
+    // As soon as it says it is starting (a fresh database still has its migrations to run).
+    let start = Instant::now();
+    while !mixd.log().contains("mixd starting") && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    mixd.signal("TERM");
+    let status = mixd.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", mixd.log());
+}
+
+#[test]
 fn sigint_also_stops_cleanly() {
     let server = Server::start(ServerKind::Prosody);
     let mut mixd = Mixd::start(&server.component_addr(), &[]);
