@@ -94,7 +94,11 @@ pub async fn execute(
                 r.and_then(|()| unexpected(who, &left))
             }
             Verb::Send(xml) => match element(xml, mode.stanza_ns(), &context) {
-                Ok(el) if boxes.contains_key(who) => t.send(who, el).await,
+                Ok(mut el) if boxes.contains_key(who) => {
+                    // What was captured before can be sent back (an archive id to page from).
+                    substitute_captures(&mut el, &captures);
+                    t.send(who, el).await
+                }
                 Ok(_) => Err(format!("{who} is not connected")),
                 Err(e) => Err(e),
             },
@@ -152,6 +156,24 @@ fn fill_captures(el: &mut Element, known: &HashMap<String, String>) {
     }
     for c in el.children_mut() {
         fill_captures(c, known);
+    }
+}
+
+/// In a stanza to send: attributes and texts that are `{scansion:capture:NAME}` of a known
+/// capture become its value (an extension: Prosody's scansion captures in received stanzas only).
+fn substitute_captures(el: &mut Element, known: &HashMap<String, String>) {
+    for (_, value) in el.attrs_mut().iter_mut() {
+        if let Some(v) = capture_name(value).and_then(|n| known.get(n)) {
+            *value = v.clone();
+        }
+    }
+    for text in el.texts_mut() {
+        if let Some(v) = capture_name(text.trim()).and_then(|n| known.get(n)) {
+            *text = v.clone();
+        }
+    }
+    for c in el.children_mut() {
+        substitute_captures(c, known);
     }
 }
 
