@@ -7,7 +7,7 @@
 use jid::Jid;
 use minidom::Element;
 use mix_service::channel::{Ctx, Outcome, Role, Send};
-use mix_service::stanza::{NS_STANZA, error, iq_result};
+use mix_service::stanza::{error, iq_result};
 use mix_service::xml::*;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
@@ -757,23 +757,11 @@ impl Room {
         self.cancel_all_invitations(out);
         for o in self.take_occupants() {
             for full in o.sessions.keys() {
-                let mut p = elem(
-                    "presence",
-                    NS_STANZA,
-                    &[
-                        ("from", &format!("{}/{}", self.jid, o.nick)),
-                        ("to", full),
-                        ("type", "unavailable"),
-                    ],
-                );
-                let mut x = Element::bare("x", NS_MUC_USER);
-                x.append_child(elem(
-                    "item",
-                    NS_MUC_USER,
-                    &[("affiliation", "none"), ("role", "none")],
-                ));
-                x.append_child(destroy.clone());
-                p.append_child(x);
+                let mut p =
+                    crate::room::out_of_room(&format!("{}/{}", self.jid, o.nick), full, &[]);
+                if let Some(x) = p.get_child_mut("x", NS_MUC_USER) {
+                    x.append_child(destroy.clone());
+                }
                 out.sends.push(Send::One(p));
             }
         }

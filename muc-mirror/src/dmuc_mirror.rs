@@ -35,7 +35,7 @@ use mix_service::xml::*;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use crate::dmuc::{NS_DMUC, NS_DMUC0, escape_node, is_dmuc_tag, is_link_failure, unescape_node};
-use crate::room::{DEFAULT_HISTORY, MAX_HISTORY, NS_MUC, NS_MUC_USER, history_limits};
+use crate::room::{DEFAULT_HISTORY, MAX_HISTORY, NS_MUC, NS_MUC_USER, history_limits, out_of_room};
 
 /// Local messages kept for the master while its link is down, per room.
 const QUEUE_LIMIT: usize = 1000;
@@ -1009,25 +1009,8 @@ impl MirrorRoom {
         }
         for (nick, _) in std::mem::take(&mut self.remote) {
             for full in self.local.keys() {
-                let mut p = elem(
-                    "presence",
-                    NS_STANZA,
-                    &[
-                        ("from", &format!("{local_room}/{nick}")),
-                        ("to", full),
-                        ("type", "unavailable"),
-                    ],
-                );
-                let mut x = Element::bare("x", NS_MUC_USER);
-                x.append_child(elem(
-                    "item",
-                    NS_MUC_USER,
-                    &[("affiliation", "none"), ("role", "none")],
-                ));
                 // 333: gone because of a technical problem (XEP-0045 §"service-error-kick").
-                x.append_child(elem("status", NS_MUC_USER, &[("code", "333")]));
-                p.append_child(x);
-                out.push(p);
+                out.push(out_of_room(&format!("{local_room}/{nick}"), full, &["333"]));
             }
             self.roles.remove(&nick);
         }

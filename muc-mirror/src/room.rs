@@ -836,25 +836,7 @@ impl Room {
             None if st.has_child("x", NS_MUC) => self.enter(st, from, nick, ctx),
             None => {
                 // MUC-ENT-11: presence without <x/> from a non-occupant: tell it it is not in.
-                let mut p = elem(
-                    "presence",
-                    NS_STANZA,
-                    &[
-                        ("from", &self.nick_jid(nick)),
-                        ("to", &full),
-                        ("type", "unavailable"),
-                    ],
-                );
-                let mut x = Element::bare("x", NS_MUC_USER);
-                x.append_child(elem(
-                    "item",
-                    NS_MUC_USER,
-                    &[("affiliation", "none"), ("role", "none")],
-                ));
-                for c in ["110", "307", "333"] {
-                    x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
-                }
-                p.append_child(x);
+                let p = out_of_room(&self.nick_jid(nick), &full, &["110", "307", "333"]);
                 Outcome::reply(p).into()
             }
             Some("unavailable") if known => self.leave(from, &[], Some(st), ctx).into(),
@@ -2197,4 +2179,25 @@ pub(crate) fn history_limits(
         since_us = Some(since_us.map_or(t, |x| x.max(t)));
     }
     (max, since_us, maxchars)
+}
+
+/// An occupant is out (left, removed, the room gone): an unavailable presence from its room JID
+/// with `<item affiliation='none' role='none'/>` and these status codes (XEP-0045 §7.14, §9).
+pub(crate) fn out_of_room(from: &str, to: &str, codes: &[&str]) -> Element {
+    let mut p = elem(
+        "presence",
+        NS_STANZA,
+        &[("from", from), ("to", to), ("type", "unavailable")],
+    );
+    let mut x = Element::bare("x", NS_MUC_USER);
+    x.append_child(elem(
+        "item",
+        NS_MUC_USER,
+        &[("affiliation", "none"), ("role", "none")],
+    ));
+    for c in codes {
+        x.append_child(elem("status", NS_MUC_USER, &[("code", c)]));
+    }
+    p.append_child(x);
+    p
 }
