@@ -462,20 +462,26 @@ impl MirrorService {
                         }
                     }
                 }
+                // As local users see it, made once: with real JIDs, and without for those who
+                // may not see them.
+                let mut shown = st.clone();
+                set_attr(&mut shown, "from", &shown_from);
+                localize(&mut shown, master, &local_room);
+                let mut hidden = shown.clone();
+                strip_jids(&mut hidden);
                 for (full, nick) in &room.local {
                     if st.name() == "presence" && from_nick.as_deref() == Some(nick.as_str()) {
                         // Its own presence comes to it with 110, through its own address.
                         continue;
                     }
-                    let mut d = st.clone();
-                    set_attr(&mut d, "from", &shown_from);
+                    let sees_jids = room.non_anonymous
+                        || room.roles.get(nick).map(String::as_str) == Some("moderator");
+                    let mut d = if sees_jids {
+                        shown.clone()
+                    } else {
+                        hidden.clone()
+                    };
                     set_attr(&mut d, "to", full);
-                    localize(&mut d, master, &local_room);
-                    if !room.non_anonymous
-                        && room.roles.get(nick).map(String::as_str) != Some("moderator")
-                    {
-                        strip_jids(&mut d);
-                    }
                     if message && room.waiting.contains(full) {
                         // After its history and subject, when they come.
                         hold(&mut room.held, full, d);
